@@ -1,0 +1,1 @@
+"""Pure tensor operations shared by data code and models (no files, no modules)."""

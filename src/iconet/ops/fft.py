@@ -1,0 +1,60 @@
+"""Centred, orthonormal 2-D FFTs and k-space resizing on the last two axes.
+
+Convention (as in fastMRI's ``fftc``): the DC term sits at index ``n // 2`` of each axis, the
+transform is unitary (``norm="ortho"``). With even sides, cropping or zero-padding a centred
+spectrum keeps LR pixel ``m`` on HR pixel ``s * m`` (the "kspace" sampling grid).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+DIMS = (-2, -1)
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal FFT over the last two axes. ``(..., H, W)`` real or complex → complex."""
+    x = torch.fft.ifftshift(x, dim=DIMS)
+    return torch.fft.fftshift(torch.fft.fft2(x, dim=DIMS, norm="ortho"), dim=DIMS)
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2c`. ``(..., H, W)`` complex → complex."""
+    k = torch.fft.ifftshift(k, dim=DIMS)
+    return torch.fft.fftshift(torch.fft.ifft2(k, dim=DIMS, norm="ortho"), dim=DIMS)
+
+
+def centre_crop_2d(k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop the centred block of ``size = (h, w)`` from ``(..., H, W)``; index ``H//2`` → ``h//2``."""
+    H, W = k.shape[-2:]
+    h, w = size
+    if h > H or w > W:
+        raise ValueError(f"cannot crop {(H, W)} to a larger size {(h, w)}")
+    top, left = H // 2 - h // 2, W // 2 - w // 2
+    return k[..., top : top + h, left : left + w]
+
+
+def centre_pad_2d(k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad ``(..., h, w)`` to ``size = (H, W)`` so that index ``h//2`` lands on ``H//2``."""
+    h, w = k.shape[-2:]
+    H, W = size
+    if h > H or w > W:
+        raise ValueError(f"cannot pad {(h, w)} to a smaller size {(H, W)}")
+    top, left = H // 2 - h // 2, W // 2 - w // 2
+    return F.pad(k, (left, W - w - left, top, H - h - top))
+
+
+def fourier_shift(x: torch.Tensor, shift: tuple[float, float]) -> torch.Tensor:
+    """Shift a real image by a sub-pixel amount (pixels, ``(dy, dx)``), periodically.
+
+    ``out[i] = x[i - dy]``: positive shifts move content towards higher indices.
+    """
+    H, W = x.shape[-2:]
+    ky = torch.fft.fftshift(torch.fft.fftfreq(H, device=x.device, dtype=torch.float64))
+    kx = torch.fft.fftshift(torch.fft.fftfreq(W, device=x.device, dtype=torch.float64))
+    phase = torch.exp(-2j * math.pi * (ky[:, None] * shift[0] + kx[None, :] * shift[1]))
+    k = fft2c(x.to(torch.float64)) * phase
+    return ifft2c(k).real.to(x.dtype)

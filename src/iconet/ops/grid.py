@@ -1,0 +1,81 @@
+"""Upsampling on the sampling grid of a degradation.
+
+Two grids exist (DESIGN §2):
+
+* ``"kspace"`` — k-space truncation with centred FFTs and even sides: LR pixel ``m`` sits on
+  HR pixel ``s·m``. An HR pixel ``j`` therefore reads LR coordinate ``j / s``. The image is
+  periodic (it came from an FFT), so borders wrap around.
+* ``"centre"`` — area / bicubic downsampling: pixel centres of the field of view stay aligned,
+  HR pixel ``j`` reads LR coordinate ``(j + 0.5) / s - 0.5``; borders replicate.
+
+Interpolating on the wrong grid shifts the image by ``(s - 1) / 2`` HR pixels and costs
+5–7 dB of PSNR; every upsampler in iconet goes through :func:`upsample`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from iconet.ops.fft import centre_pad_2d, fft2c, fourier_shift, ifft2c
+
+Grid = Literal["kspace", "centre"]
+GRIDS: tuple[str, ...] = ("kspace", "centre")
+
+_PAD = 2  # bicubic support radius in LR pixels
+
+
+def _lr_coords(n_hr: int, scale: int, grid: str, device: torch.device) -> torch.Tensor:
+    j = torch.arange(n_hr, device=device, dtype=torch.float32)
+    if grid == "kspace":
+        return j / scale
+    if grid == "centre":
+        return (j + 0.5) / scale - 0.5
+    raise ValueError(f"unknown sampling grid {grid!r}; expected one of {GRIDS}")
+
+
+def upsample(x: torch.Tensor, scale: int, grid: str, mode: str = "bicubic") -> torch.Tensor:
+    """Interpolate ``x`` of shape ``(B, C, h, w)`` to ``(B, C, s·h, s·w)`` on the given grid.
+
+    Args:
+        x: LR images (any float dtype).
+        scale: integer upscaling factor ``s``.
+        grid: ``"kspace"`` or ``"centre"`` (see module docstring).
+        mode: ``"bicubic"`` or ``"bilinear"`` (``"nearest"`` also accepted).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected a (B, C, h, w) tensor, got shape {tuple(x.shape)}")
+    if grid == "centre" and mode in ("bicubic", "bilinear"):
+        # PyTorch's align_corners=False is exactly the pixel-centre grid (border replicated).
+        return F.interpolate(x, scale_factor=scale, mode=mode, align_corners=False)
+    B, C, h, w = x.shape
+    pad_mode = "circular" if grid == "kspace" else "replicate"
+    xp = F.pad(x, (_PAD, _PAD, _PAD, _PAD), mode=pad_mode)
+    ys = _lr_coords(h * scale, scale, grid, x.device) + _PAD
+    xs = _lr_coords(w * scale, scale, grid, x.device) + _PAD
+    # grid_sample with align_corners=True maps -1..1 onto pixel centres 0..n-1.
+    gy = 2 * ys / (h + 2 * _PAD - 1) - 1
+    gx = 2 * xs / (w + 2 * _PAD - 1) - 1
+    g = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)
+    g = g.to(x.dtype).unsqueeze(0).expand(B, -1, -1, -1)
+    return F.grid_sample(xp, g, mode=mode, padding_mode="border", align_corners=True)
+
+
+def zero_fill_upsample(x: torch.Tensor, scale: int, grid: str) -> torch.Tensor:
+    """Sinc interpolation by zero-padding the centred spectrum of ``x`` ``(..., h, w)``.
+
+    The result is rescaled so a constant image keeps its value and is real. On the
+    ``"centre"`` grid the input is first shifted by ``(s - 1) / (2 s)`` LR pixels so that
+    pixel centres line up as they do for area/bicubic downsampling.
+    """
+    if grid not in GRIDS:
+        raise ValueError(f"unknown sampling grid {grid!r}; expected one of {GRIDS}")
+    h, w = x.shape[-2:]
+    src = x.to(torch.float64)
+    if grid == "centre":
+        d = (scale - 1) / (2 * scale)
+        src = fourier_shift(src, (d, d))
+    k = centre_pad_2d(fft2c(src), (h * scale, w * scale))
+    return (ifft2c(k).real * scale).to(x.dtype)
