@@ -1,0 +1,5 @@
+import sys
+
+from iconet.cli import main
+
+sys.exit(main())

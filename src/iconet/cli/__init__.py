@@ -1,0 +1,56 @@
+"""``iconet`` command line: a thin layer that parses arguments and calls the library.
+
+Each sub-command lives in its own module of this package exposing ``add_parser(subparsers)``
+and ``run(args) -> int``. Errors that the user can fix (bad file, bad config) are printed as
+one line ``iconet: error: ...`` with exit status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from iconet.config import ConfigError
+
+#: sub-command name → module (imported lazily so optional dependencies stay off the start-up path)
+COMMANDS = {
+    "model": "iconet.cli.model",
+    "data": "iconet.cli.data",
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iconet", description="Medical image super-resolution with ICONet and its peers."
+    )
+    from iconet import __version__
+
+    parser.add_argument("--version", action="version", version=f"iconet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ConfigError, FileNotFoundError, ValueError) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"iconet: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("iconet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
