@@ -1,0 +1,166 @@
+"""ICONet: iterative collaboration of a reconstruction branch and an SR branch, in 2x stages.
+
+Zou et al., "Iterative Collaboration Network Guided By Reconstruction Prior for Medical Image
+Super-Resolution" (arXiv 2504.16958). There is no official code; what the paper states and
+what is our reading is set out in docs/architecture.md. Per stage ``k = 1..S``
+(``S = log2(scale)``), with ``x_0`` the LR input::
+
+    for each group g:  F_rec = rec_group(F_rec);  F_sr = sr_group(F_sr)
+                       F_sr, F_rec = fusion(F_sr, F_rec)          # both ways, gated
+    rec_k = tail_rec(F_rec) + x_{k-1}                               # artifact-free prior
+    F_sr  = F_sr + embed(rec_k)                                     # the prior guides SR
+    F_sr, F_rec = up2(F_sr), up2(F_rec)                             # next size
+    sr_k  = tail_sr(F_sr) + upsample2(rec_k, grid)                  # 2x estimate
+    x_k   = sr_k
+
+``upsample2`` interpolates on the sampling grid of the degradation (``cfg.grid``).
+Shapes: input ``(B, C, h, w)``; ``sr_k``: ``(B, C, 2^k h, 2^k w)``; ``rec_k``:
+``(B, C, 2^(k-1) h, 2^(k-1) w)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from iconet.models.base import ModelConfig, SRModel
+from iconet.models.fusion import FUSIONS, SRRecFusion
+from iconet.models.registry import register
+from iconet.models.rscfl import RSCFLGroup
+from iconet.ops.grid import upsample
+
+
+@dataclass
+class ICONetConfig(ModelConfig):
+    """ICONet hyper-parameters; every ablation of the paper is one switch here.
+
+    Attributes:
+        width: feature channels C of both branches.
+        groups_per_stage: RSCFL groups per branch and stage (a fusion follows each group).
+        blocks_per_group: RSCFL blocks per group.
+        heads: heads of the channel attention (width must be divisible by it).
+        ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
+        rec_branch: build the reconstruction branch (off: SR branch alone, no prior, no fusion).
+        fusion: SR-Rec fusion: ``"gated"`` (adaptive), ``"add"`` (fixed mixing) or ``"none"``.
+        spatial_branch: RSCFL spatial (large-kernel) branch on/off.
+        channel_branch: RSCFL channel (transposed attention) branch on/off.
+        supervision: ``"all"`` exposes the outputs of every stage for the multi-stage loss;
+            ``"last"`` exposes the last stage only (intermediate stages are still computed).
+    """
+
+    name: str = "iconet"
+    width: int = 48
+    groups_per_stage: int = 2
+    blocks_per_group: int = 2
+    heads: int = 4
+    ffn_expansion: float = 2.0
+    rec_branch: bool = True
+    fusion: str = "gated"
+    spatial_branch: bool = True
+    channel_branch: bool = True
+    supervision: str = "all"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("width", "groups_per_stage", "blocks_per_group", "heads"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.channel_branch and self.width % self.heads:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if self.ffn_expansion <= 0:
+            raise ValueError(f"ffn_expansion must be > 0, got {self.ffn_expansion!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.supervision not in ("all", "last"):
+            raise ValueError(f"supervision must be 'all' or 'last', got {self.supervision!r}")
+
+
+def _conv3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+def _up2(channels: int) -> nn.Sequential:
+    """2x learned upsampling of features: 3×3 conv to 4C, PixelShuffle. ``(B,C,h,w)→(B,C,2h,2w)``."""
+    return nn.Sequential(_conv3(channels, 4 * channels), nn.PixelShuffle(2))
+
+
+class ICONetStage(nn.Module):
+    """One 2x stage: groups of both branches, fusions, the prior, and the upsamplers."""
+
+    def __init__(self, cfg: ICONetConfig, last: bool) -> None:
+        super().__init__()
+        c, cin = cfg.width, cfg.in_channels
+        block = dict(
+            spatial=cfg.spatial_branch,
+            channel=cfg.channel_branch,
+            heads=cfg.heads,
+            ffn_expansion=cfg.ffn_expansion,
+        )
+        groups = range(cfg.groups_per_stage)
+        self.sr_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)
+        self.up_sr = _up2(c)
+        self.tail_sr = _conv3(c, cin)
+        self.rec_groups: nn.ModuleList | None = None
+        self.fusions: nn.ModuleList | None = None
+        if cfg.rec_branch:
+            self.rec_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)
+            self.tail_rec = _conv3(c, cin)
+            self.embed = _conv3(cin, c)
+            # The reconstruction features of the last stage have no next stage to feed.
+            self.up_rec = None if last else _up2(c)
+            if cfg.fusion != "none":
+                self.fusions = nn.ModuleList(SRRecFusion(c, gated=cfg.fusion == "gated") for _ in groups)
+        self.grid = cfg.grid
+
+    def forward(
+        self, x: torch.Tensor, f_sr: torch.Tensor, f_rec: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """``x``: the stage input image; returns ``(sr_k, rec_k, F_sr, F_rec)`` at the next size."""
+        for g, sr_group in enumerate(self.sr_groups):
+            f_sr = sr_group(f_sr)
+            if self.rec_groups is not None:
+                f_rec = self.rec_groups[g](f_rec)
+                if self.fusions is not None:
+                    f_sr, f_rec = self.fusions[g](f_sr, f_rec)
+        rec = None
+        base = x
+        if self.rec_groups is not None:
+            rec = self.tail_rec(f_rec) + x
+            f_sr = f_sr + self.embed(rec)
+            base = rec
+            f_rec = self.up_rec(f_rec) if self.up_rec is not None else None
+        f_sr = self.up_sr(f_sr)
+        sr = self.tail_sr(f_sr) + upsample(base, 2, self.grid)
+        return sr, rec, f_sr, f_rec
+
+
+@register("iconet", ICONetConfig)
+class ICONet(SRModel):
+    """ICONet as a pure ``nn.Module``: ``(B, C, h, w) → {"sr": [...], "rec": [...]}``.
+
+    ``sr[-1]`` has shape ``(B, C, scale·h, scale·w)``. With ``rec_branch=False`` the ``rec``
+    list is empty; with ``supervision="last"`` both lists hold the last stage only.
+    """
+
+    def __init__(self, cfg: ICONetConfig) -> None:
+        super().__init__(cfg)
+        self.cfg: ICONetConfig = cfg
+        self.head_sr = _conv3(cfg.in_channels, cfg.width)
+        self.head_rec = _conv3(cfg.in_channels, cfg.width) if cfg.rec_branch else None
+        self.stages = nn.ModuleList(ICONetStage(cfg, last=k == cfg.stages - 1) for k in range(cfg.stages))
+
+    def _forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        f_sr = self.head_sr(x)
+        f_rec = self.head_rec(x) if self.head_rec is not None else None
+        srs: list[torch.Tensor] = []
+        recs: list[torch.Tensor] = []
+        for stage in self.stages:
+            x, rec, f_sr, f_rec = stage(x, f_sr, f_rec)
+            srs.append(x)
+            if rec is not None:
+                recs.append(rec)
+        if self.cfg.supervision == "last":
+            srs, recs = srs[-1:], recs[-1:]
+        return {"sr": srs, "rec": recs}

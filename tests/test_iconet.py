@@ -1,0 +1,173 @@
+"""ICONet: shapes, gradients, ablation switches, determinism, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iconet.models import build_model
+from iconet.models.iconet import ICONet, ICONetConfig
+from iconet.models.summary import count_parameters
+from iconet.ops.grid import upsample
+
+TINY = dict(width=8, heads=2, groups_per_stage=1, blocks_per_group=1)
+
+
+def tiny(**kw) -> ICONet:
+    torch.manual_seed(0)
+    return build_model({"name": "iconet", **TINY, **kw})
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_shapes_at_every_scale_for_odd_sizes(scale):
+    model = tiny(scale=scale, in_channels=2)
+    out = model(torch.rand(2, 2, 37, 50))
+    stages = {2: 1, 4: 2, 8: 3}[scale]
+    assert set(out) == {"sr", "rec"}
+    assert [tuple(t.shape) for t in out["sr"]] == [(2, 2, 37 * 2**k, 50 * 2**k) for k in range(1, stages + 1)]
+    assert [tuple(t.shape) for t in out["rec"]] == [(2, 2, 37 * 2**k, 50 * 2**k) for k in range(stages)]
+
+
+def test_default_config_builds_and_runs():
+    model = build_model("iconet", scale=4).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 24, 20))
+    assert out["sr"][-1].shape == (1, 1, 96, 80)
+
+
+def test_every_parameter_receives_a_gradient():
+    model = tiny(scale=4)
+    out = model(torch.rand(2, 1, 12, 10))
+    loss = sum(t.mean() for ts in out.values() for t in ts)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    assert all(p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_fixed_seed_gives_bit_identical_outputs():
+    x = torch.rand(1, 1, 16, 12)
+    a, b = tiny(scale=4)(x), tiny(scale=4)(x)
+    for key in ("sr", "rec"):
+        for ta, tb in zip(a[key], b[key]):
+            assert torch.equal(ta, tb)
+
+
+def _module_types(model):
+    return {type(m).__name__ for m in model.modules()}
+
+
+def test_rec_branch_off_removes_branch_prior_and_fusion():
+    full, off = tiny(scale=4), tiny(scale=4, rec_branch=False)
+    assert off.head_rec is None
+    assert "SRRecFusion" not in _module_types(off)
+    assert not any("rec" in n or "embed" in n for n, _ in off.named_parameters())
+    out = off(torch.rand(1, 1, 8, 8))
+    assert out["rec"] == [] and len(out["sr"]) == 2
+    assert count_parameters(off) < count_parameters(full)
+
+
+def test_fusion_switches():
+    gated, add, none = (tiny(fusion=f) for f in ("gated", "add", "none"))
+    assert "SRRecFusion" not in _module_types(none)
+    gate_params = sum(p.numel() for n, p in gated.named_parameters() if "fusions" in n and ".gate." in n)
+    assert gate_params == 2 * 8 * 8 + 8  # one 1x1 conv 2C -> C per group
+    assert count_parameters(gated) - count_parameters(add) == gate_params
+    fuse_params = sum(p.numel() for n, p in add.named_parameters() if "fusions" in n)
+    assert count_parameters(add) - count_parameters(none) == fuse_params == 2 * (8 * 8 + 8)
+
+
+def test_gated_fusion_is_input_dependent_and_add_is_not():
+    from iconet.models.fusion import SRRecFusion
+
+    torch.manual_seed(0)
+    fuse = SRRecFusion(4, gated=True)
+    f_sr, f_rec = torch.rand(1, 4, 5, 5), torch.rand(1, 4, 5, 5)
+    out_sr, out_rec = fuse(f_sr, f_rec)
+    g = torch.sigmoid(fuse.gate(torch.cat([f_sr, f_rec], 1)))
+    assert torch.allclose(out_sr, f_sr + g * fuse.rec_to_sr(f_rec))
+    assert torch.allclose(out_rec, f_rec + (1 - g) * fuse.sr_to_rec(f_sr))
+    assert g.std() > 0  # weights vary with the input
+
+
+@pytest.mark.parametrize("switch", ["spatial_branch", "channel_branch"])
+def test_rscfl_branch_switches_remove_their_modules(switch):
+    full, off = tiny(), tiny(**{switch: False})
+    kind = {"spatial_branch": "SpatialAttention", "channel_branch": "ChannelAttention"}[switch]
+    assert kind in _module_types(full) and kind not in _module_types(off)
+    assert count_parameters(off) < count_parameters(full)
+    assert off(torch.rand(1, 1, 9, 7))["sr"][-1].shape == (1, 1, 18, 14)
+
+
+def test_last_stage_supervision_exposes_last_outputs_only():
+    x = torch.rand(1, 1, 8, 6)
+    full, last = tiny(scale=8), tiny(scale=8, supervision="last")
+    a, b = full(x), last(x)
+    assert len(b["sr"]) == 1 and len(b["rec"]) == 1
+    assert torch.equal(a["sr"][-1], b["sr"][0]) and torch.equal(a["rec"][-1], b["rec"][0])
+    assert count_parameters(full) == count_parameters(last)
+
+
+def test_untrained_output_is_a_residual_on_the_sampling_grid():
+    # With zeroed tails, sr_1 = upsample(rec_1) and rec_1 = x: the global residual path
+    # must use the configured grid.
+    for grid in ("kspace", "centre"):
+        model = tiny(grid=grid)
+        for stage in model.stages:
+            for tail in (stage.tail_sr, stage.tail_rec):
+                torch.nn.init.zeros_(tail.weight)
+                torch.nn.init.zeros_(tail.bias)
+        x = torch.rand(1, 1, 10, 12)
+        out = model(x)
+        assert torch.allclose(out["rec"][0], x)
+        assert torch.allclose(out["sr"][0], upsample(x, 2, grid), atol=1e-6)
+
+
+def test_channel_attention_sees_the_whole_image():
+    # Changing one far-away pixel changes the output everywhere: global, not local.
+    from iconet.models.rscfl import ChannelAttention
+
+    torch.manual_seed(0)
+    attn = ChannelAttention(8, heads=2)
+    x = torch.rand(1, 8, 40, 40)
+    y = x.clone()
+    y[..., 39, 39] += 5.0
+    diff = (attn(x) - attn(y)).abs()
+    assert diff[..., 0, 0].max() > 1e-6
+
+
+def test_channel_attention_matches_a_direct_formula():
+    from iconet.models.rscfl import ChannelAttention
+
+    torch.manual_seed(0)
+    attn = ChannelAttention(4, heads=2)
+    x = torch.rand(2, 4, 3, 5)
+    q, k, v = (f(x).reshape(2, 2, 2, 15) for f in (attn.q, attn.k, attn.v))
+    q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+    ref = (torch.softmax(q @ k.transpose(-2, -1) * attn.temperature, -1) @ v).reshape(2, 4, 3, 5)
+    assert torch.allclose(attn(x), ref, atol=1e-6)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(attn(cl), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [3, 0, -2])
+def test_wrong_scale_is_a_value_error(scale):
+    with pytest.raises(ValueError, match="scale must be one of"):
+        ICONetConfig(scale=scale)
+    with pytest.raises(ValueError, match="scale"):
+        build_model("iconet", scale=scale)
+
+
+def test_non_4d_input_and_wrong_channels_are_value_errors():
+    model = tiny()
+    with pytest.raises(ValueError, match="4-D"):
+        model(torch.rand(1, 8, 8))
+    with pytest.raises(ValueError, match="configured for 1 channel"):
+        model(torch.rand(1, 3, 8, 8))
+
+
+def test_bad_config_values_name_the_field():
+    with pytest.raises(ValueError, match="fusion"):
+        ICONetConfig(fusion="concat")
+    with pytest.raises(ValueError, match="divisible by heads"):
+        ICONetConfig(width=10, heads=4)
