@@ -28,12 +28,22 @@ _PAD = 2  # bicubic support radius in LR pixels
 
 
 def _lr_coords(n_hr: int, scale: int, grid: str, device: torch.device) -> torch.Tensor:
-    j = torch.arange(n_hr, device=device, dtype=torch.float32)
+    j = torch.arange(n_hr, device=device, dtype=torch.float64)
     if grid == "kspace":
         return j / scale
     if grid == "centre":
         return (j + 0.5) / scale - 0.5
     raise ValueError(f"unknown sampling grid {grid!r}; expected one of {GRIDS}")
+
+
+def _circular_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Periodic padding by ``p`` on the last two axes, also for sides smaller than ``p``."""
+    h, w = x.shape[-2:]
+    if min(h, w) >= p:
+        return F.pad(x, (p, p, p, p), mode="circular")
+    ry, rx = -(-p // h), -(-p // w)  # copies needed on each side
+    tiled = x.repeat(1, 1, 2 * ry + 1, 2 * rx + 1)
+    return tiled[..., ry * h - p : ry * h + h + p, rx * w - p : rx * w + w + p]
 
 
 def upsample(x: torch.Tensor, scale: int, grid: str, mode: str = "bicubic") -> torch.Tensor:
@@ -51,16 +61,22 @@ def upsample(x: torch.Tensor, scale: int, grid: str, mode: str = "bicubic") -> t
         # PyTorch's align_corners=False is exactly the pixel-centre grid (border replicated).
         return F.interpolate(x, scale_factor=scale, mode=mode, align_corners=False)
     B, C, h, w = x.shape
-    pad_mode = "circular" if grid == "kspace" else "replicate"
-    xp = F.pad(x, (_PAD, _PAD, _PAD, _PAD), mode=pad_mode)
+    # Sampling coordinates need float32 at least: in bf16/fp16 they would be rounded by up to
+    # a pixel on ordinary image sizes. Interpolate in float32 (or float64) and cast back.
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if grid == "kspace":
+        xp = _circular_pad(work, _PAD)
+    else:
+        xp = F.pad(work, (_PAD, _PAD, _PAD, _PAD), mode="replicate")
     ys = _lr_coords(h * scale, scale, grid, x.device) + _PAD
     xs = _lr_coords(w * scale, scale, grid, x.device) + _PAD
     # grid_sample with align_corners=True maps -1..1 onto pixel centres 0..n-1.
     gy = 2 * ys / (h + 2 * _PAD - 1) - 1
     gx = 2 * xs / (w + 2 * _PAD - 1) - 1
     g = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)
-    g = g.to(x.dtype).unsqueeze(0).expand(B, -1, -1, -1)
-    return F.grid_sample(xp, g, mode=mode, padding_mode="border", align_corners=True)
+    g = g.to(work.dtype).unsqueeze(0).expand(B, -1, -1, -1)
+    out = F.grid_sample(xp, g, mode=mode, padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
 
 
 def zero_fill_upsample(x: torch.Tensor, scale: int, grid: str) -> torch.Tensor:
@@ -78,4 +94,11 @@ def zero_fill_upsample(x: torch.Tensor, scale: int, grid: str) -> torch.Tensor:
         d = (scale - 1) / (2 * scale)
         src = fourier_shift(src, (d, d))
     k = centre_pad_2d(fft2c(src), (h * scale, w * scale))
-    return (ifft2c(k).real * scale).to(x.dtype)
+    out = ifft2c(k).real * scale
+    # The centred FFT's origin is pixel n // 2. For an odd side n that puts LR pixel m on HR
+    # pixel s·m + (s·n)//2 - s·(n//2) (= s/2 for even s), not on s·m: roll it back (exact, the
+    # result is periodic) so both grids mean the same thing as in `upsample` for any side.
+    off = ((scale * h) // 2 - scale * (h // 2), (scale * w) // 2 - scale * (w // 2))
+    if any(off):
+        out = torch.roll(out, shifts=(-off[0], -off[1]), dims=(-2, -1))
+    return out.to(x.dtype)
