@@ -1,6 +1,8 @@
 """Model registry: one name → (config dataclass, module class); ``build_model`` for all.
 
-Models register themselves with :func:`register`; :func:`build_model` accepts a config
+Models register themselves with :func:`register`. :data:`MODULES` says which module defines
+each name, and only that module is imported when the name is used, so a broken or slow module
+can never stop ``build_model`` for the others. :func:`build_model` accepts a config
 dataclass, a mapping with a ``name`` key (e.g. the ``model:`` section of a YAML recipe) or a
 bare name, so every peer in a comparison is built the same way.
 """
@@ -8,12 +10,23 @@ bare name, so every peer in a comparison is built the same way.
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any, Callable, TypeVar
 
 from iconet.config import ConfigError, from_dict
 from iconet.models.base import ModelConfig, SRModel
 
 _REGISTRY: dict[str, tuple[type[ModelConfig], type[SRModel]]] = {}
+
+#: registry name → module that registers it (imported on first use of the name)
+MODULES: dict[str, str] = {
+    "iconet": "iconet.models.iconet",
+    "edsr": "iconet.models.edsr",
+    "t2net": "iconet.models.t2net",
+    "swinir": "iconet.models.swinir",
+    "bicubic": "iconet.models.interpolation",
+    "zerofill": "iconet.models.interpolation",
+}
 M = TypeVar("M", bound=type[SRModel])
 
 
@@ -31,16 +44,17 @@ def register(name: str, config_cls: type[ModelConfig]) -> Callable[[M], M]:
 
 def model_names() -> list[str]:
     """Registered model names, sorted."""
-    _import_all()
-    return sorted(_REGISTRY)
+    return sorted(set(MODULES) | set(_REGISTRY))
 
 
 def _lookup(name: str) -> tuple[type[ModelConfig], type[SRModel]]:
-    _import_all()
+    if name not in _REGISTRY and name in MODULES:
+        importlib.import_module(MODULES[name])
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        names = model_names()
+        close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown model '{name}'{hint}; available: {', '.join(sorted(_REGISTRY))}")
+        raise ConfigError(f"unknown model '{name}'{hint}; available: {', '.join(names)}")
     return _REGISTRY[name]
 
 
@@ -73,8 +87,3 @@ def build_model(spec: ModelConfig | dict[str, Any] | str, **overrides: Any) -> S
     cfg = make_config(spec, **overrides)
     _, cls = _lookup(cfg.name)
     return cls(cfg)
-
-
-def _import_all() -> None:
-    # Importing the modules runs their @register decorators; kept lazy to avoid import cycles.
-    from iconet.models import edsr, iconet, interpolation, swinir, t2net  # noqa: F401
