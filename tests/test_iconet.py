@@ -136,18 +136,23 @@ def test_channel_attention_sees_the_whole_image():
     assert diff[..., 0, 0].max() > 1e-6
 
 
-def test_channel_attention_matches_a_direct_formula():
+def test_channel_attention_matches_the_textbook_formula():
+    # Restormer-style MDTA written plainly: normalise q, k along space, softmax(q k^T τ) v.
     from iconet.models.rscfl import ChannelAttention
 
     torch.manual_seed(0)
-    attn = ChannelAttention(4, heads=2)
-    x = torch.rand(2, 4, 3, 5)
-    q, k, v = (f(x).reshape(2, 2, 2, 15) for f in (attn.q, attn.k, attn.v))
+    attn = ChannelAttention(4, heads=2).double()
+    with torch.no_grad():
+        attn.temperature.copy_(torch.tensor([0.7, 2.0]).reshape(2, 1, 1))
+    x = torch.rand(2, 4, 3, 5, dtype=torch.float64)
+    q, k = attn.q(x), attn.k(x)
+    v = attn.v(x)
+    q, k, v = (t.reshape(2, 2, 2, 15) for t in (q, k, v))
     q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
     ref = (torch.softmax(q @ k.transpose(-2, -1) * attn.temperature, -1) @ v).reshape(2, 4, 3, 5)
-    assert torch.allclose(attn(x), ref, atol=1e-6)
+    assert torch.allclose(attn(x), ref, atol=1e-12)
     cl = x.contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(attn(cl), ref, atol=1e-6)
+    assert torch.allclose(attn(cl), ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("scale", [3, 0, -2])

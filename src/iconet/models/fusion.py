@@ -33,5 +33,6 @@ class SRRecFusion(nn.Module):
         to_sr, to_rec = self.rec_to_sr(f_rec), self.sr_to_rec(f_sr)
         if self.gate is None:
             return f_sr + to_sr, f_rec + to_rec
-        g = torch.sigmoid(self.gate(torch.cat([f_sr, f_rec], dim=1)))
-        return f_sr + g * to_sr, f_rec + (1 - g) * to_rec
+        logits = self.gate(torch.cat([f_sr, f_rec], dim=1))
+        # 1 - sigmoid(z) = sigmoid(-z); addcmul fuses the product and the residual sum.
+        return torch.addcmul(f_sr, torch.sigmoid(logits), to_sr), torch.addcmul(f_rec, torch.sigmoid(-logits), to_rec)

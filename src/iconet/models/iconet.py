@@ -51,11 +51,11 @@ class ICONetConfig(ModelConfig):
     """
 
     name: str = "iconet"
-    width: int = 48
+    width: int = 40
     groups_per_stage: int = 2
     blocks_per_group: int = 2
     heads: int = 4
-    ffn_expansion: float = 2.0
+    ffn_expansion: float = 1.0
     rec_branch: bool = True
     fusion: str = "gated"
     spatial_branch: bool = True

@@ -4,14 +4,18 @@ The paper (Zou et al., 2025) states only that RSCFL is a residual block with a *
 branch and a *channel* branch that model long-range relations at O(N) cost. Our reading
 (documented in docs/architecture.md):
 
-* spatial branch — large-kernel depth-wise attention (VAN's LKA): a 5×5 depth-wise conv
-  followed by a 7×7 depth-wise conv with dilation 3 (a 23×23 receptive field per block), a
-  1×1 conv, and a sigmoid gate on a 1×1 projection of the input. Cost O(N·C·k²) + O(N·C²).
+* spatial branch — large-kernel depth-wise attention (after VAN's LKA): a 5×5 depth-wise
+  conv, a 5×5 depth-wise conv with dilation 3 (a 17×17 neighbourhood per block, growing with
+  depth), a 1×1 conv and a sigmoid gate on the input. Cost O(N·C·k²) + O(N·C²).
 * channel branch — transposed (channel) attention as in Restormer's MDTA: queries and keys
   are L2-normalised along space and a C×C attention map per head is built from *all* pixels,
   so every output pixel sees the whole image. Cost O(N·C²).
 * both branches read the same layer-normalised input; their sum is projected and added back
-  (residual); then a gated depth-wise feed-forward network with its own residual.
+  (residual); then a local feed-forward (3×3 conv, GELU, 3×3 conv) with its own residual.
+
+CPU note: at 256² and 48 channels one feature map is 12.6 MB, larger than the caches, so the
+block is bound by memory traffic, not FLOPs; the modules below avoid every full-size pass that
+the maths does not need (measured in benchmarks/complexity.py).
 
 All tensors are ``(B, C, H, W)``; every module keeps the shape.
 """
@@ -36,30 +40,35 @@ class ChannelLayerNorm(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    """Large-kernel depth-wise attention, gated by a sigmoid. O(N) in the pixel count.
+    """Large-kernel depth-wise attention: ``x · sigmoid(W(dw_dilated(dw(x))))``. O(N·C·k²).
 
+    A 5×5 depth-wise conv followed by a 5×5 depth-wise conv with dilation 3 gives every pixel
+    a 17×17 neighbourhood per block (VAN's LKA uses 7×7 with dilation 3, 23×23; on this CPU's
+    oneDNN that one kernel shape runs 5× slower, so we take the next receptive field down).
     ``(B, C, H, W) → (B, C, H, W)``.
     """
 
-    def __init__(self, channels: int, kernel: int = 5, dilated_kernel: int = 7, dilation: int = 3) -> None:
+    def __init__(self, channels: int, kernel: int = 5, dilated_kernel: int = 5, dilation: int = 3) -> None:
         super().__init__()
-        self.value = nn.Conv2d(channels, channels, 1)
         self.local = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels)
         pad = dilation * (dilated_kernel // 2)
         self.wide = nn.Conv2d(channels, channels, dilated_kernel, padding=pad, dilation=dilation, groups=channels)
         self.mix = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.mix(self.wide(self.local(x))))
-        return self.value(x) * gate
+        return x * torch.sigmoid(self.mix(self.wide(self.local(x))))
 
 
 class ChannelAttention(nn.Module):
     """Transposed multi-head attention over channels (a C×C map from all N pixels). O(N·C²).
 
-    ``(B, C, H, W) → (B, C, H, W)``; ``channels`` must be divisible by ``heads``. Queries and
-    keys are L2-normalised along space, so the map is a cosine similarity of channel images
-    scaled by a learned temperature per head.
+    ``(B, C, H, W) → (B, C, H, W)``; ``channels`` must be divisible by ``heads``. Per head,
+    ``A = softmax(τ · cos(q_i, k_j))`` where ``q_i, k_j`` are whole channel images (so every
+    output pixel depends on every input pixel), and the output is ``A v`` with ``v = W_v x + b_v``.
+
+    Computed without materialising q, k normalised, or v (the block is memory-bound on CPUs):
+    one Gram matrix of ``[q, k]`` gives the cosines and the norms, and ``A v`` is applied as a
+    per-image C×C matrix ``A W_v`` to ``x`` directly. Equal to the textbook form (tested).
     """
 
     def __init__(self, channels: int, heads: int = 4) -> None:
@@ -68,43 +77,56 @@ class ChannelAttention(nn.Module):
             raise ValueError(f"width {channels} is not divisible by heads {heads}")
         self.heads = heads
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        # Separate projections keep each of q, k, v contiguous (a chunk of one wide conv would
-        # hand strided views to the following ops, which is several times slower on CPU).
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
+        head = torch.arange(channels) // (channels // heads)
+        self.register_buffer("same_head", head[:, None] == head[None, :], persistent=False)
+        self.register_buffer("head_of", head, persistent=False)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The block-diagonal attention map ``(B, C, C)`` (rows: output channels)."""
+        b, c, h, w = x.shape
+        q = self.q(x).permute(0, 2, 3, 1).reshape(b, h * w, c)  # free for channels_last
+        k = self.k(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        dtype = torch.promote_types(q.dtype, torch.float32)  # softmax never in bf16
+        qt = q.transpose(1, 2)
+        qq = (qt @ q).diagonal(dim1=1, dim2=2).to(dtype)
+        kk = (k.transpose(1, 2) @ k).diagonal(dim1=1, dim2=2).to(dtype)
+        qk = (qt @ k).to(dtype)  # (B, C, C)
+        cos = qk / (qq.clamp_min(1e-24).sqrt()[:, :, None] * kk.clamp_min(1e-24).sqrt()[:, None, :])
+        logits = cos * self.temperature.reshape(-1)[self.head_of][None, :, None]
+        return torch.softmax(logits.masked_fill(~self.same_head, float("-inf")), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        d = c // self.heads
-
-        def tokens(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, heads, N, d)
-            return t.permute(0, 2, 3, 1).reshape(b, h * w, self.heads, d).transpose(1, 2)
-
-        q, k, v = tokens(self.q(x)), tokens(self.k(x)), tokens(self.v(x))
-        q = F.normalize(q, dim=2)
-        k = F.normalize(k, dim=2)
-        attn = torch.softmax((q.transpose(-2, -1) @ k) * self.temperature, dim=-1)  # (B, heads, d, d)
-        out = v @ attn.transpose(-2, -1)  # (B, heads, N, d)
-        return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        attn = self.attention(x)
+        weight = attn @ self.v.weight.reshape(c, c).to(attn.dtype)  # (B, C, C) = A W_v
+        bias = attn @ self.v.bias.to(attn.dtype)  # (B, C)
+        tokens = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        out = torch.baddbmm(bias[:, None, :].to(tokens.dtype), tokens, weight.transpose(1, 2).to(tokens.dtype))
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
-class GatedFeedForward(nn.Module):
-    """Gated depth-wise feed-forward: ``W_o(gelu(dw(W_a x)) * dw(W_b x))``. Shape-preserving."""
+class ConvFeedForward(nn.Module):
+    """Local feed-forward: 3×3 conv, GELU, 3×3 conv. ``(B, C, H, W) → (B, C, H, W)``.
 
-    def __init__(self, channels: int, expansion: float = 2.0) -> None:
+    Dense 3×3 convolutions run near the CPU's peak where depth-wise ones are memory-bound,
+    and they are the workhorse of SR networks.
+    """
+
+    def __init__(self, channels: int, expansion: float = 1.0) -> None:
         super().__init__()
         hidden = max(1, int(round(channels * expansion)))
-        self.value = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden))
-        self.gate = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden))
-        self.project = nn.Conv2d(hidden, channels, 1)
+        self.expand = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.project = nn.Conv2d(hidden, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(F.gelu(self.gate(x)) * self.value(x))
+        return self.project(F.gelu(self.expand(x)))
 
 
 class RSCFLBlock(nn.Module):
-    """One RSCFL block: ``x + proj(spatial(n(x)) + channel(n(x)))``, then ``+ ffn(n(.))``.
+    """One RSCFL block: ``x + proj(spatial(n(x)) + channel(n(x)))``, then ``+ ffn(.)``.
 
     Args:
         channels: feature width C.
@@ -123,7 +145,7 @@ class RSCFLBlock(nn.Module):
         spatial: bool = True,
         channel: bool = True,
         heads: int = 4,
-        ffn_expansion: float = 2.0,
+        ffn_expansion: float = 1.0,
     ) -> None:
         super().__init__()
         self.spatial = SpatialAttention(channels) if spatial else None
@@ -131,8 +153,7 @@ class RSCFLBlock(nn.Module):
         if spatial or channel:
             self.norm_mix = ChannelLayerNorm(channels)
             self.project = nn.Conv2d(channels, channels, 1)
-        self.norm_ffn = ChannelLayerNorm(channels)
-        self.ffn = GatedFeedForward(channels, ffn_expansion)
+        self.ffn = ConvFeedForward(channels, ffn_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spatial is not None or self.channel is not None:
@@ -143,7 +164,7 @@ class RSCFLBlock(nn.Module):
                     out = branch(y)
                     mixed = out if mixed is None else mixed + out
             x = x + self.project(mixed)
-        return x + self.ffn(self.norm_ffn(x))
+        return x + self.ffn(x)
 
 
 class RSCFLGroup(nn.Module):
