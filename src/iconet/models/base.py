@@ -49,6 +49,13 @@ class ModelConfig:
         if self.grid not in GRIDS:
             raise ValueError(f"grid must be one of {GRIDS}, got {self.grid!r}")
 
+    def require_positive(self, *fields: str) -> None:
+        """Raise ``ValueError`` naming the first of ``fields`` that is not >= 1."""
+        for key in fields:
+            value = getattr(self, key)
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value!r}")
+
     @property
     def stages(self) -> int:
         """Number of 2x stages: log2(scale)."""

@@ -86,8 +86,7 @@ class EDSRConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_feats < 1:
-            raise ValueError(f"n_feats must be >= 1, got {self.n_feats!r}")
+        self.require_positive("n_feats")
         if self.n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {self.n_blocks!r}")
         if not self.res_scale > 0:

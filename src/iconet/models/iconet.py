@@ -64,9 +64,7 @@ class ICONetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("width", "groups_per_stage", "blocks_per_group", "heads"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        self.require_positive("width", "groups_per_stage", "blocks_per_group", "heads")
         if self.channel_branch and self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.ffn_expansion <= 0:

@@ -59,10 +59,7 @@ class SwinIRConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field in ("embed_dim", "n_groups", "depth", "num_heads"):
-            value = getattr(self, field)
-            if value < 1:
-                raise ValueError(f"{field} must be >= 1, got {value!r}")
+        self.require_positive("embed_dim", "n_groups", "depth", "num_heads")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.window_size < 2:

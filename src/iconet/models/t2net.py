@@ -73,10 +73,7 @@ class T2NetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field in ("n_feats", "n_groups", "n_blocks", "attn_chunk"):
-            value = getattr(self, field)
-            if value < 1:
-                raise ValueError(f"{field} must be >= 1, got {value!r}")
+        self.require_positive("n_feats", "n_groups", "n_blocks", "attn_chunk")
         if not self.res_scale > 0:
             raise ValueError(f"res_scale must be > 0, got {self.res_scale!r}")
 
