@@ -1,0 +1,541 @@
+"""Export a training run as a self-contained model folder (safetensors + config + card + metrics).
+
+A run folder (written by the training engine)::
+
+    RUN/config.yaml  RUN/command.txt  RUN/metrics.jsonl
+    RUN/checkpoints/last.pt  RUN/checkpoints/best.pt     # format "iconet-checkpoint/1"
+
+becomes a model folder (format ``iconet-model/1``, read by :func:`iconet.hub.load_model`)::
+
+    OUT/model.safetensors  OUT/config.yaml  OUT/model_card.md  OUT/metrics.json
+
+Decisions:
+
+* The **EMA** weights are exported (they are what validation scores in a run with EMA); when
+  the checkpoint has ``ema: None`` the raw ``model`` weights are exported and the card and
+  ``config.yaml`` (``weights: model``) say so.
+* The checkpoint is read with ``torch.load(weights_only=True)`` only; the *config inside the
+  checkpoint* is the one used (it is the one the weights were trained with), not
+  ``RUN/config.yaml``, which could have been edited after the run.
+* The model section is written **resolved** (every field, defaults included), so a later change
+  of a default cannot change an exported model.
+* The folder is built in a hidden temporary folder next to ``OUT`` and renamed into place, so
+  ``OUT`` is either complete or absent. ``overwrite=True`` only replaces a folder that is empty
+  or is a previous export (holds ``model.safetensors``), and never the run folder itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+
+from iconet.config import ConfigError, from_dict, load_yaml, to_dict
+from iconet.hub import (
+    CARD_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FORMAT,
+    WEIGHTS_FILE,
+    check_state_dict,
+)
+
+#: format tag of a training checkpoint (written by the engine)
+CHECKPOINT_FORMAT = "iconet-checkpoint/1"
+CHECKPOINTS: tuple[str, ...] = ("best", "last")
+
+#: prefixes that wrappers add to state-dict keys (DDP / AveragedModel, torch.compile)
+_WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
+
+
+@dataclass
+class _Export:
+    """Everything written, gathered before anything is written."""
+
+    state: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    card: str
+    metrics: dict[str, Any]
+    meta: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- reading the run
+
+
+def _read_checkpoint(run_dir: Path, checkpoint: str) -> tuple[Path, dict[str, Any]]:
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a run folder")
+    ckdir = run_dir / "checkpoints"
+    path = ckdir / f"{checkpoint}.pt"
+    if not path.is_file():
+        present = sorted(p.name for p in ckdir.glob("*.pt")) if ckdir.is_dir() else []
+        listed = ", ".join(present) if present else "none"
+        raise FileNotFoundError(f"{path}: checkpoint not found (checkpoints in {ckdir}: {listed})")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable weights-only checkpoint ({first})") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: format tag missing (a {type(ckpt).__name__}, not an {CHECKPOINT_FORMAT} dict)")
+    fmt = ckpt.get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: format {fmt!r} is not {CHECKPOINT_FORMAT!r}")
+    return path, ckpt
+
+
+def _strip_wrappers(state: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Drop wrapper prefixes shared by *every* key and AveragedModel's ``n_averaged``."""
+    out = dict(state)
+    notes = []
+    if "n_averaged" in out and not isinstance(out.get("n_averaged"), dict):
+        out.pop("n_averaged")
+        notes.append("dropped 'n_averaged' (AveragedModel counter)")
+    changed = True
+    while changed and out:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                notes.append(f"stripped key prefix '{prefix}'")
+                changed = True
+    return out, notes
+
+
+def _find(node: Any, keys: tuple[str, ...], depth: int = 3) -> Any:
+    """First value of any of ``keys`` in a nested mapping (breadth-first, ``depth`` levels)."""
+    level = [node]
+    for _ in range(depth):
+        nxt = []
+        for n in level:
+            if not isinstance(n, Mapping):
+                continue
+            for k in keys:
+                if k in n and n[k] is not None:
+                    return n[k]
+            nxt.extend(v for v in n.values() if isinstance(v, Mapping))
+        level = nxt
+    return None
+
+
+def _normalisation(data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The normalisation part of ``data``, resolved, and where it came from."""
+    from iconet.data.normalize import NormalizeConfig, default_config
+
+    raw = _find(data, ("normalization", "normalisation", "normalize"))
+    modality = _find(data, ("modality",))
+    if isinstance(raw, Mapping):
+        cfg = from_dict(NormalizeConfig, dict(raw), "data.normalization")
+        source = "as configured for training"
+    else:
+        cfg = default_config(modality if isinstance(modality, str) else None)
+        source = f"not set in the training config: the per-modality default ({modality or 'MR'})"
+    out: dict[str, Any] = {"normalization": to_dict(cfg)}
+    if isinstance(modality, str):
+        out["modality"] = modality
+    return out, source
+
+
+def _plain(x: Any) -> Any:
+    """YAML/JSON-safe copy (tensors → numbers/lists, tuples → lists, other → str)."""
+    if isinstance(x, torch.Tensor):
+        return x.item() if x.numel() == 1 else x.tolist()
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else str(x)
+    return str(x)
+
+
+# --------------------------------------------------------------------------- the card
+
+
+_GRID_TEXT = {
+    "kspace": (
+        "k-space truncation with centred FFTs: LR pixel *m* sits on HR pixel *s·m* (the FFT centre "
+        "is shared). Output geometry: the spacing of each upscaled axis becomes *d/s*, the "
+        "direction cosines stay, and the **origin stays where it is** (first output voxel = first "
+        "input voxel)."
+    ),
+    "centre": (
+        "area / bicubic downsampling: the pixel *centres* of the field of view stay aligned. Output "
+        "geometry: the spacing of each upscaled axis becomes *d/s*, the direction cosines stay, and "
+        "the **origin moves by −(d − d/s)/2** along each upscaled axis (copying the input origin "
+        "would shift the image)."
+    ),
+}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def _table(d: Mapping[str, Any]) -> list[str]:
+    if not d:
+        return ["(none recorded)"]
+    rows = ["| key | value |", "|---|---|"]
+    rows += [f"| `{k}` | {_fmt(v)} |" for k, v in d.items()]
+    return rows
+
+
+def _recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    optim = cfg.get("optim") or {}
+    sched = cfg.get("schedule") or {}
+    run = cfg.get("run") or {}
+    data = cfg.get("data") or {}
+    out: dict[str, Any] = {}
+    if isinstance(optim, Mapping) and optim:
+        out["optimiser"] = ", ".join(f"{k}={_fmt(v)}" for k, v in optim.items())
+    if isinstance(sched, Mapping) and sched:
+        out["schedule"] = ", ".join(f"{k}={_fmt(v)}" for k, v in sched.items())
+    for label, keys in (
+        ("steps", ("steps", "total_steps", "max_steps", "iterations")),
+        ("batch", ("batch_size", "batch")),
+        ("patch", ("patch_size", "patch")),
+        ("precision", ("precision", "amp", "dtype")),
+        ("seed", ("seed",)),
+    ):
+        val = _find({"schedule": sched, "data": data, "optim": optim, "run": run}, keys)
+        if val is not None:
+            out[label] = val
+    return out
+
+
+def _hardware(cfg: Mapping[str, Any], ckpt: Mapping[str, Any]) -> Any:
+    run = cfg.get("run") or {}
+    for node in (run, ckpt):
+        if isinstance(node, Mapping):
+            for key in ("hardware", "device", "devices", "world_size"):
+                if node.get(key) is not None:
+                    return {key: node[key]} if key != "hardware" else node[key]
+    return None
+
+
+def _card(
+    *,
+    model_cfg: dict[str, Any],
+    params: int,
+    degradation: dict[str, Any],
+    grid: str,
+    data_export: dict[str, Any],
+    norm_source: str,
+    cfg: Mapping[str, Any],
+    ckpt: Mapping[str, Any],
+    checkpoint: str,
+    step: int | None,
+    weights: str,
+    metrics: Mapping[str, Any],
+    protocol: str | None,
+    command: str | None,
+    notes: list[str],
+) -> str:
+    name = model_cfg["name"]
+    scale = model_cfg.get("scale")
+    effective: list[str] = []
+    if degradation.get("kind") == "kspace" and degradation.get("mask") != "none":
+        from iconet.data.degrade import DEFAULT_CENTRE_FRACTION
+
+        cf = degradation.get("centre_fraction")
+        if cf is None:
+            cf = DEFAULT_CENTRE_FRACTION.get(str(degradation.get("mask")))
+        effective = [f"Effective centre fraction (fully sampled k-space lines around DC): {_fmt(cf)}.", ""]
+    L: list[str] = [f"# iconet model card: {name} x{scale}", ""]
+    L += [
+        f"Exported by `iconet export` from the **{checkpoint}** checkpoint, training step **{step}**, "
+        f"{'EMA' if weights == 'ema' else 'raw (non-EMA)'} weights. Format `{MODEL_FORMAT}`; "
+        f"load with `iconet.hub.load_model(FOLDER)` (safetensors, no pickle).",
+        "",
+        "## Model",
+        "",
+        f"- architecture: `{name}`, scale x{scale}, {model_cfg.get('in_channels', 1)} input channel(s)",
+        f"- parameters: {params:,}",
+        "",
+        "Resolved configuration (`config.yaml`, section `model`):",
+        "",
+        *_table(model_cfg),
+        "",
+        "## Training data",
+        "",
+    ]
+    data = cfg.get("data") or {}
+    L += ["Data section of the training config:", "", *_table(data if isinstance(data, Mapping) else {}), ""]
+    norm = data_export["normalization"]
+    L += [
+        f"Intensity normalisation ({norm_source}): "
+        + ", ".join(f"{k}={_fmt(v)}" for k, v in norm.items())
+        + ". Inputs must be normalised the same way and outputs un-normalised before scoring.",
+        "",
+        "## Degradation",
+        "",
+        f"The LR inputs were synthesised with the `{degradation.get('kind')}` degradation at x"
+        f"{degradation.get('scale')}; the model is meant for inputs degraded this way:",
+        "",
+        *_table(degradation),
+        "",
+        *effective,
+        "## Sampling grid and output geometry",
+        "",
+        f"Sampling grid: **`{grid}`** — {_GRID_TEXT.get(grid, 'unknown grid')}",
+        "",
+    ]
+    if model_cfg.get("grid") not in (None, grid):
+        L += [
+            f"Note: the model config says grid `{model_cfg.get('grid')}` but the degradation it was "
+            f"trained with samples on `{grid}`; output geometry follows the degradation.",
+            "",
+        ]
+    recipe = _recipe(cfg)
+    if step is not None:
+        recipe["step exported"] = step
+    L += ["## Training recipe", "", *_table(recipe), ""]
+    if command:
+        L += ["Training command (`command.txt`):", "", "```", command.strip(), "```", ""]
+    hw = _hardware(cfg, ckpt)
+    L += ["Hardware: " + (_fmt(hw) if hw is not None else "not recorded") + ".", ""]
+    L += ["## Validation metrics", ""]
+    L += [f"At step {step} ({checkpoint} checkpoint):", "", *_table(metrics), ""]
+    L += [
+        "Protocol: " + (protocol if protocol else "not recorded by the run — compare these numbers "
+                         "with others only after checking how they were computed (DESIGN §3)."),
+        "",
+        "## Intended use",
+        "",
+        f"- Research on {scale}x super-resolution of images degraded like the training data "
+        f"(`{degradation.get('kind')}` degradation, `{grid}` grid), normalised as above.",
+        "- Comparisons with other methods under the stated metric protocol.",
+        "",
+        "## Not for",
+        "",
+        "- Clinical diagnosis or any decision about a patient: the output is a model's estimate, "
+        "and it can invent or remove structures.",
+        "- Inputs degraded differently (another scale, mask, noise level, modality or contrast) "
+        "without re-validation: the figures above do not transfer.",
+        "- Images whose geometry is then handled without the sampling-grid rule above.",
+        "",
+    ]
+    if notes:
+        L += ["## Export notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------- build + write
+
+
+def _prepare(run_dir: Path, checkpoint: str) -> _Export:
+    from iconet.data.degrade import Degradation
+    from iconet.models import build_model, make_config
+    from iconet.models.summary import count_parameters
+
+    path, ckpt = _read_checkpoint(run_dir, checkpoint)
+    cfg = ckpt.get("config")
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{path}: the checkpoint holds no 'config' mapping")
+    if not isinstance(cfg.get("model"), Mapping):
+        raise ValueError(f"{path}: the checkpoint config has no 'model' section")
+    if not isinstance(cfg.get("degradation"), Mapping):
+        raise ValueError(f"{path}: the checkpoint config has no 'degradation' section")
+    notes: list[str] = []
+    try:
+        model_cfg = to_dict(make_config(dict(cfg["model"])))
+        deg = from_dict(Degradation, dict(cfg["degradation"]), "degradation")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    if deg.scale != model_cfg["scale"]:
+        raise ValueError(
+            f"{path}: degradation scale {deg.scale} differs from model scale {model_cfg['scale']}"
+        )
+    grid = deg.grid
+    data_export, norm_source = _normalisation(cfg.get("data") or {})
+
+    ema = ckpt.get("ema")
+    if ema is not None:
+        raw_state, weights, what = ema, "ema", f"EMA weights of {path}"
+    else:
+        raw_state, weights, what = ckpt.get("model"), "model", f"model weights of {path}"
+        notes.append("the checkpoint has no EMA weights (ema: None): the raw model weights were exported")
+    if not isinstance(raw_state, Mapping):
+        raise ValueError(f"{path}: no state dict under '{weights}'")
+    state, strip_notes = _strip_wrappers(raw_state)
+    notes += [f"{n} in the {weights} state" for n in strip_notes]
+    model = build_model(model_cfg)
+    check_state_dict(model, state, what)
+    try:
+        model.load_state_dict(state, strict=True)  # the real check (dtypes, custom hooks)
+    except RuntimeError as err:
+        raise ValueError(f"{what} do not load into the model: {str(err).strip().splitlines()[0]}") from None
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+    step = ckpt.get("step")
+    step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+    all_metrics = _plain(ckpt.get("metrics") or {})
+    chosen = all_metrics.get(checkpoint) if isinstance(all_metrics.get(checkpoint), dict) else None
+    if chosen is None and checkpoint == "best" and isinstance(all_metrics.get("last"), dict):
+        chosen = all_metrics["last"]
+    chosen = dict(chosen or {})
+    protocol = chosen.pop("protocol", None) or all_metrics.get("protocol")
+    if not chosen:
+        notes.append("the checkpoint records no validation metrics")
+
+    command = None
+    cmd_path = run_dir / "command.txt"
+    if cmd_path.is_file():
+        command = cmd_path.read_text(errors="replace")
+    run_cfg = run_dir / "config.yaml"
+    if not run_cfg.is_file():
+        notes.append("the run folder has no config.yaml; the config stored in the checkpoint was used")
+    else:
+        try:
+            on_disk = load_yaml(run_cfg)
+        except ConfigError:
+            on_disk = {}
+        for section in ("model", "degradation", "data"):
+            if section in on_disk and _plain(on_disk.get(section)) != _plain(cfg.get(section)):
+                notes.append(
+                    f"the '{section}' section of {run_cfg.name} differs from the config stored in the "
+                    "checkpoint; the checkpoint's (the one the weights were trained with) was used"
+                )
+
+    export_cfg: dict[str, Any] = {
+        "format": MODEL_FORMAT,
+        "model": model_cfg,
+        "degradation": to_dict(deg),
+        "data": data_export,
+        "grid": grid,
+        "step": step,
+        "weights": weights,
+    }
+    metrics_doc = {
+        "format": MODEL_FORMAT,
+        "checkpoint": checkpoint,
+        "step": step,
+        "weights": weights,
+        "protocol": protocol,
+        "validation": chosen,
+        "all": all_metrics,
+    }
+    card = _card(
+        model_cfg=model_cfg,
+        params=count_parameters(model),
+        degradation=to_dict(deg),
+        grid=grid,
+        data_export=data_export,
+        norm_source=norm_source,
+        cfg=_plain(cfg),
+        ckpt={k: v for k, v in ckpt.items() if k not in ("model", "ema", "optimizer", "scheduler", "scaler", "rng")},
+        checkpoint=checkpoint,
+        step=step,
+        weights=weights,
+        metrics=chosen,
+        protocol=protocol,
+        command=command,
+        notes=notes,
+    )
+    meta = {
+        "format": MODEL_FORMAT,
+        "name": str(model_cfg["name"]),
+        "scale": str(model_cfg["scale"]),
+        "grid": grid,
+        "weights": weights,
+        "step": "" if step is None else str(step),
+    }
+    return _Export(state=tensors, config=export_cfg, card=card, metrics=metrics_doc, meta=meta, notes=notes)
+
+
+def _write(exp: _Export, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(exp.state, str(folder / WEIGHTS_FILE), metadata=exp.meta)
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(exp.config, sort_keys=False))
+    (folder / CARD_FILE).write_text(exp.card)
+    (folder / METRICS_FILE).write_text(json.dumps(exp.metrics, indent=2, sort_keys=False) + "\n")
+
+
+def _check_target(out_dir: Path, run_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not overwrite:
+        raise ValueError(f"{out_dir}: already exists; pass --overwrite (overwrite=True) to replace it")
+    if not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder; refusing to replace it")
+    out_r, run_r = out_dir.resolve(), run_dir.resolve()
+    if out_r == run_r or out_r in run_r.parents:
+        raise ValueError(f"{out_dir}: is (or holds) the run folder {run_dir}; refusing to replace it")
+    if any(out_dir.iterdir()) and not (out_dir / WEIGHTS_FILE).is_file():
+        raise ValueError(
+            f"{out_dir}: is not empty and not an exported model (no {WEIGHTS_FILE}); refusing to replace it"
+        )
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    overwrite: bool = False,
+) -> Path:
+    """Export checkpoint ``checkpoint`` of ``run_dir`` as a model folder ``out_dir``.
+
+    Args:
+        run_dir: a training run folder (``checkpoints/best.pt`` / ``last.pt`` inside).
+        out_dir: the model folder to create.
+        checkpoint: ``"best"`` (default) or ``"last"``.
+        overwrite: replace an existing ``out_dir`` (only an empty folder or a previous export).
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileNotFoundError: no run folder, or no such checkpoint (the message lists those present).
+        ValueError: wrong format tag, weights that do not fit the config (first mismatching key
+            named), an existing ``out_dir`` without ``overwrite``.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    _check_target(out_dir, run_dir, overwrite)  # fail before the (slow) reading
+    exp = _prepare(run_dir, checkpoint)
+
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = parent / f".{out_dir.name}.tmp-{tag}"
+    old = parent / f".{out_dir.name}.old-{tag}"
+    tmp.mkdir()
+    try:
+        _write(exp, tmp)
+        _check_target(out_dir, run_dir, overwrite)  # again: it may have appeared meanwhile
+        if out_dir.exists():
+            out_dir.rename(old)
+            try:
+                tmp.rename(out_dir)
+            except BaseException:
+                old.rename(out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+__all__ = ["CHECKPOINT_FORMAT", "export_run"]
