@@ -17,6 +17,8 @@ from iconet.config import ConfigError
 COMMANDS = {
     "model": "iconet.cli.model",
     "data": "iconet.cli.data",
+    "export": "iconet.cli.export",
+    "infer": "iconet.cli.infer",
 }
 
 
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"iconet: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        return 0
     except KeyboardInterrupt:
         print("iconet: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,201 @@
+"""``iconet infer INPUT OUTPUT``: super-resolve a scan (or a folder of scans) into the same format.
+
+INPUT is a NIfTI, DICOM file, DICOM series folder, PNG/TIFF or NPY; OUTPUT gets the format its
+extension names (a path without extension, for a DICOM input, is a new DICOM series folder).
+A folder INPUT holding volumes (not a single DICOM series) is processed file by file into the
+folder OUTPUT; a failing file is reported and skipped, and the exit status is 1 if any failed.
+Under ``torchrun`` each rank takes its share of the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from iconet.cli import UserError
+
+#: extensions of single-file volumes found in a dataset folder
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff", ".h5", ".dcm")
+PEERS = ("bicubic", "zerofill")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="super-resolve a scan or a folder of scans",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument("output", type=Path, metavar="OUTPUT")
+    p.add_argument("--model", default=None, metavar="DIR_OR_NAME",
+                   help="exported model folder, shipped model name, or a parameter-free peer "
+                        "(bicubic, zerofill); default: the shipped ICONet for --scale, else bicubic")
+    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=None,
+                   help="upscaling factor (default: the model's; 2 for the peers)")
+    p.add_argument("--grid", choices=("kspace", "centre"), default="kspace",
+                   help="sampling grid for the parameter-free peers (exported models carry theirs)")
+    p.add_argument("--plane", default=None, help="axial, coronal, sagittal or an axis 0-2 "
+                   "(default: the plane of the two finest axes)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--batch", type=int, default=8, help="slices per forward pass")
+    p.add_argument("--tile", type=int, default=None, help="LR tile side (0: never tile; default: automatic)")
+    p.add_argument("--save-rec", action="store_true", help="also write the reconstruction (artifact-free) output")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.set_defaults(func=run)
+
+
+def _plane(text: str | None) -> str | int | None:
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
+    """``(model, grid, normalization config, description)`` for the ``--model`` asked."""
+    from iconet.config import from_dict
+    from iconet.data.normalize import NormalizeConfig
+    from iconet.inference import resolve_device
+
+    device = resolve_device(args.device)
+    name = args.model
+    scale = args.scale or 2
+    if name is None:
+        from iconet.hub import available_models
+
+        default = f"iconet-t1-x{scale}"
+        if default in available_models():
+            name = default
+        else:
+            print(f"iconet: notice: no shipped ICONet model for x{scale} yet; using bicubic "
+                  f"interpolation on the {args.grid} grid", file=sys.stderr)
+            name = "bicubic"
+    if name in PEERS:
+        from iconet.models import build_model
+
+        model = build_model(name, scale=scale, grid=args.grid).to(device).eval()
+        return model, args.grid, NormalizeConfig(), f"iconet {name} x{scale} ({args.grid} grid)"
+    from iconet.hub import load_model
+
+    model, info = load_model(name, device=device)
+    if args.scale is not None and model.scale != args.scale:
+        raise UserError(f"model {name} upscales x{model.scale}, but --scale {args.scale} was asked")
+    norm = from_dict(NormalizeConfig, info.normalization) if info.normalization else NormalizeConfig()
+    return model, info.grid, norm, f"iconet {info.name} x{model.scale} ({name}, step {info.step})"
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Refuse an existing OUTPUT (unless overwrite) and an unwritable folder, before any compute."""
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: output exists (use --overwrite to replace it)")
+    _check_writable(path.parent if path.parent != Path("") else Path("."))
+
+
+def _check_writable(parent: Path) -> None:
+    if not parent.is_dir():
+        raise UserError(f"{parent}: output folder does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".iconet-write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(f"{parent}: output folder is not writable ({err.strerror})") from None
+
+
+def _rec_path(path: Path) -> Path:
+    name = path.name
+    for ext in (".nii.gz", *VOLUME_SUFFIXES):
+        if name.endswith(ext):
+            return path.with_name(name[: -len(ext)] + "_rec" + ext)
+    return path.with_name(name + "_rec")
+
+
+def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: str, args: argparse.Namespace) -> None:
+    import shutil
+
+    from tqdm import tqdm
+
+    from iconet.data.io import read_volume, write_volume
+    from iconet.inference import InferenceOptions, slice_axis, super_resolve
+
+    volume = read_volume(src)
+    opts = InferenceOptions(plane=_plane(args.plane), batch=args.batch, tile=args.tile,
+                            precision=args.precision, save_rec=args.save_rec)
+    n = volume.shape[slice_axis(volume, opts.plane)]
+    with tqdm(total=n, desc=src.name, unit="slice", disable=None, leave=False) as bar:
+        out = super_resolve(model, volume, grid=grid, normalization=norm, options=opts,
+                            progress=lambda done: bar.update(done - bar.n))
+    targets = [(out["sr"], dst)] + ([(out["rec"], _rec_path(dst))] if "rec" in out else [])
+    for vol, path in targets:
+        if path.exists() and args.overwrite:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        write_volume(vol, path, reference=volume, description=description)
+
+
+def _dataset_files(folder: Path) -> list[Path]:
+    """Volumes in a dataset folder: single files, and sub-folders holding a DICOM series."""
+    items = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES):
+            items.append(p)
+        elif p.is_dir() and any(q.is_file() for q in p.iterdir()):
+            items.append(p)
+    return items
+
+
+def _is_dataset(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name.lower().endswith(VOLUME_SUFFIXES[:-1]) or p.is_dir() for p in folder.iterdir())
+
+
+def run(args: argparse.Namespace) -> int:
+    src, dst = args.input, args.output
+    if not src.exists():
+        raise UserError(f"{src}: input not found")
+    if src.resolve() == dst.resolve():
+        raise UserError(f"{dst}: output would overwrite the input")
+    if _is_dataset(src):
+        return _run_dataset(src, dst, args)
+    _check_output(dst, args.overwrite)
+    if args.save_rec:
+        _check_output(_rec_path(dst), args.overwrite)
+    model, grid, norm, description = load(args)
+    _one(src, dst, model, grid, norm, description, args)
+    print(f"wrote {dst}" + (f" and {_rec_path(dst)}" if args.save_rec else ""))
+    return 0
+
+
+def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    files = _dataset_files(src)
+    if not files:
+        raise UserError(f"{src}: no volumes in this folder")
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"{dst}: output for a folder of volumes must be a folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    _check_writable(dst)
+    model, grid, norm, description = load(args)
+    mine = files[rank::world]
+    failures: list[str] = []
+    for f in mine:
+        out = dst / f.name
+        try:
+            if out.exists() and not args.overwrite:
+                raise UserError(f"{out}: output exists (use --overwrite to replace it)")
+            _one(f, out, model, grid, norm, description, args)
+            print(f"ok      {f.name}")
+        except (ValueError, OSError, UserError) as err:
+            failures.append(f"{f}: {str(err).splitlines()[0]}")
+            print(f"FAILED  {f.name}: {str(err).splitlines()[0]}", file=sys.stderr)
+    done = len(mine) - len(failures)
+    where = f" (rank {rank} of {world})" if world > 1 else ""
+    print(f"{done} of {len(mine)} volume(s) written to {dst}{where}")
+    if failures:
+        print("failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
