@@ -17,8 +17,10 @@ from iconet.config import ConfigError
 COMMANDS = {
     "model": "iconet.cli.model",
     "data": "iconet.cli.data",
+    "train": "iconet.cli.train",
     "export": "iconet.cli.export",
     "infer": "iconet.cli.infer",
+    "demo": "iconet.cli.demo",
 }
 
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, FileNotFoundError, ValueError) as err:
+    except (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"iconet: error: {msg}", file=sys.stderr)
         return 2
