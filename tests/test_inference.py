@@ -12,7 +12,8 @@ from iconet.data.geometry import downscaled_affine
 from iconet.data.io import read_volume
 from iconet.data.samples import sample_path
 from iconet.data.volume import Volume
-from iconet.inference import InferenceOptions, resolve_device, restore_dtype, slice_axis, super_resolve
+from iconet.inference import InferenceOptions, restore_dtype, slice_axis, super_resolve
+from iconet.runtime import resolve_device
 from iconet.models import build_model
 
 

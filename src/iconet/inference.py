@@ -66,17 +66,6 @@ class InferenceOptions:
             raise ValueError(f"plane axis must be 0, 1 or 2, got {self.plane}")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA if available else CPU; asking for CUDA without one is a ValueError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but this machine has no CUDA device (use --device cpu)")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu or cuda")
-    return torch.device(name)
-
-
 def slice_axis(volume: Volume, plane: str | int | None) -> int:
     """The array axis to slice along for ``plane`` (see :class:`InferenceOptions`)."""
     if isinstance(plane, int):

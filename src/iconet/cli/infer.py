@@ -60,7 +60,7 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     """``(model, grid, normalization config, description)`` for the ``--model`` asked."""
     from iconet.config import from_dict
     from iconet.data.normalize import NormalizeConfig
-    from iconet.inference import resolve_device
+    from iconet.runtime import resolve_device
 
     device = resolve_device(args.device)
     name = args.model

@@ -1,0 +1,95 @@
+"""``iconet train CONFIG.yaml [key=value ...] [--resume RUN_DIR] [--out RUN_DIR]``.
+
+Every check on user input (config keys and values, data folder, splits, output folder,
+resume state) runs before the first step; a failure is one line saying what to fix.
+Multi-process: ``torchrun --nproc_per_node=N -m iconet train CONFIG.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from iconet.config import ConfigError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe",
+        description="Train a model from a YAML recipe (configs/*.yaml) with dotted key=value overrides. "
+        "Writes RUN/config.yaml, RUN/command.txt, RUN/checkpoints/{last,best}.pt, RUN/metrics.jsonl, "
+        "RUN/train.jsonl and RUN/tb/ (when TensorBoard is installed).",
+    )
+    p.add_argument("config", nargs="?", default=None, metavar="CONFIG.yaml",
+                   help="the recipe; optional with --resume (then RUN_DIR/config.yaml) or when "
+                   "key=value overrides alone describe the run (defaults otherwise)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="overrides, e.g. run.steps=2000 optim.lr=1e-4 model.width=32")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR exactly from its checkpoints/last.pt")
+    p.add_argument("--out", metavar="RUN_DIR", default=None, help="run folder (overrides run.out_dir)")
+    p.set_defaults(func=run)
+
+
+def resolve_args(args: argparse.Namespace) -> tuple[Path | None, list[str], bool]:
+    """(config path, overrides, resume) from the parsed arguments."""
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not Path(config).is_file():
+        overrides.insert(0, config)  # `iconet train key=value --resume RUN`
+        config = None
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise ConfigError(f"--out {args.out} and --resume {args.resume} name different folders; give one")
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: run folder to resume not found")
+        path = Path(config) if config is not None else run_dir / "config.yaml"
+        overrides.append(f"run.out_dir={run_dir}")
+        return path, overrides, True
+    if config is None and not overrides:
+        raise ConfigError("give a recipe, e.g. iconet train configs/demo_s1_x2.yaml (or --resume RUN_DIR)")
+    if args.out:
+        overrides.append(f"run.out_dir={args.out}")
+    return (Path(config) if config is not None else None), overrides, False
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed (rebuilt from the parsed arguments), for ``RUN/command.txt``."""
+    parts = ["iconet", "train"]
+    if args.config is not None:
+        parts.append(args.config)
+    parts += list(args.overrides)
+    if args.resume:
+        parts += ["--resume", args.resume]
+    if args.out:
+        parts += ["--out", args.out]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iconet.engine.config import load_train_config
+    from iconet.engine.trainer import Trainer
+
+    path, overrides, resume = resolve_args(args)
+    cfg = load_train_config(path, overrides)
+    command = command_line(args)
+    trainer = Trainer(cfg, resume=resume, command=command)
+    try:
+        last = trainer.fit()
+    finally:
+        trainer.close()
+    if trainer.is_main:
+        best = trainer.metrics_best
+        metric = cfg.run.best_metric
+        print(f"run          {cfg.run.out_dir}  ({trainer.step} steps, precision {trainer.precision}, "
+              f"device {trainer.device})")
+        if metric in last:
+            print(f"last         {metric} = {last[metric]:.4f} at step {last.get('step')}")
+        if metric in best:
+            print(f"best         {metric} = {best[metric]:.4f} at step {best.get('step')}")
+        if getattr(trainer, "protocol_text", None):
+            print(f"protocol     {trainer.protocol_text}")
+    return 0

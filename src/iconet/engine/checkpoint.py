@@ -1,0 +1,120 @@
+"""Checkpoints: one dict of ``weights_only``-safe types, written atomically.
+
+Format ``iconet-checkpoint/1`` (every value a tensor, dict, list, tuple, str, int, float,
+bool or None, so ``torch.load(path, weights_only=True)`` reads it)::
+
+    {"format":    "iconet-checkpoint/1",
+     "step":      int,                      # optimiser steps done
+     "model":     state_dict,               # the unwrapped model (no DDP/compile prefixes)
+     "ema":       state_dict | None,        # same keys as "model"
+     "optimizer": optimizer.state_dict(),
+     "scheduler": LambdaLR.state_dict(),
+     "scaler":    GradScaler.state_dict() | None,
+     "rng":       {"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": [str, [int...], int, int, float],
+                   "python": [int, [int...], float | None], "generators": {name: ByteTensor}},
+     "sampler":   {"epoch": int, "position": int, "seed": int, "world_size": int, "mode": str,
+                   "num_samples": int},
+     "config":    TrainConfig as plain data (iconet.config.to_dict),
+     "metrics":   {"last": {key: float}, "best": {key: float, "step": int} }}
+
+Run folder: ``RUN/config.yaml``, ``RUN/command.txt``, ``RUN/checkpoints/last.pt``,
+``RUN/checkpoints/best.pt``, ``RUN/metrics.jsonl``, ``RUN/train.jsonl``, ``RUN/tb/``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "iconet-checkpoint/1"
+KEYS = ("format", "step", "model", "ema", "optimizer", "scheduler", "scaler", "rng", "sampler", "config", "metrics")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically: ``path.tmp`` in the same folder, flushed and
+    fsynced, then ``os.replace`` (a crash leaves the previous file intact)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    missing = [k for k in KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        _replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - some file systems refuse directory fsync
+        pass
+    return path
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """``os.replace`` (a seam for tests that simulate a crash)."""
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check its format.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an ``iconet-checkpoint/1`` file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise ValueError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not an {FORMAT} checkpoint (format {got!r})")
+    return state
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Every RNG's state as ``weights_only``-safe data (see the module docstring)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": [str(np_state[0]), np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    """Restore what :func:`rng_state` saved (CUDA states only where devices exist)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        cuda = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    for k, g in (generators or {}).items():
+        if k in state.get("generators", {}):
+            g.set_state(state["generators"][k])
