@@ -128,24 +128,11 @@ def measure(p: Point, lim: Limits) -> dict:
     return row
 
 
-def machine() -> str:
-    """CPU model (and GPU name when CUDA is present), for table captions."""
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
+def machine(device: str = "cpu") -> str:
+    """CPU model (or GPU name), for table captions."""
+    from iconet.runtime import machine_name
 
-        if torch.cuda.is_available():
-            name += f"; GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:  # pragma: no cover
-        pass
-    return name
+    return machine_name(device)
 
 
 def add_limit_args(ap: argparse.ArgumentParser) -> None:

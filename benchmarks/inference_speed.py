@@ -52,7 +52,7 @@ def main() -> None:
                     print(f"  {model:7s} HR {hr}² x{scale} {precision}: {shown}", file=sys.stderr, flush=True)
 
     print(f"\n### Inference speed, batch {opts.batch}, device {opts.device}, {opts.threads} CPU threads, "
-          f"channels_last, allocator {opts.allocator}, torch {torch.__version__}, {machine()}\n")
+          f"channels_last, allocator {opts.allocator}, torch {torch.__version__}, {machine(opts.device)}\n")
     print("| HR slice | scale | precision | model | params | slices/s | ms/slice | peak mem (MiB) | vs EDSR |")
     print("|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:

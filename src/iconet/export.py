@@ -223,7 +223,7 @@ def _recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def _hardware(cfg: Mapping[str, Any], ckpt: Mapping[str, Any]) -> Any:
     run = cfg.get("run") or {}
-    for node in (run, ckpt):
+    for node in (ckpt, run):  # what the run recorded beats what the config asked for
         if isinstance(node, Mapping):
             for key in ("hardware", "device", "devices", "world_size"):
                 if node.get(key) is not None:

@@ -15,7 +15,8 @@ bool or None, so ``torch.load(path, weights_only=True)`` reads it)::
      "sampler":   {"epoch": int, "position": int, "seed": int, "world_size": int, "mode": str,
                    "num_samples": int},
      "config":    TrainConfig as plain data (iconet.config.to_dict),
-     "metrics":   {"last": {key: float}, "best": {key: float, "step": int} }}
+     "metrics":   {"last": {key: float, "protocol": str}, "best": {key: float, "step": int, ...}},
+     "hardware":  {"device", "processor", "world_size", "precision", "torch", "train_seconds"}}
 
 Run folder: ``RUN/config.yaml``, ``RUN/command.txt``, ``RUN/checkpoints/last.pt``,
 ``RUN/checkpoints/best.pt``, ``RUN/metrics.jsonl``, ``RUN/train.jsonl``, ``RUN/tb/``.
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 
 FORMAT = "iconet-checkpoint/1"
-KEYS = ("format", "step", "model", "ema", "optimizer", "scheduler", "scaler", "rng", "sampler", "config", "metrics")
+KEYS = ("format", "step", "model", "ema", "optimizer", "scheduler", "scaler", "rng", "sampler", "config", "metrics",
+        "hardware")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

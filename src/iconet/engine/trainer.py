@@ -53,7 +53,7 @@ from iconet.data.normalize import denormalize
 from iconet.engine.data import build_datasets, find_split
 from iconet.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from iconet.engine.config import MIN_LR_PATCH, TrainConfig
-from iconet.runtime import autocast, resolve_device, resolve_precision
+from iconet.runtime import autocast, machine_name, resolve_device, resolve_precision
 from iconet.engine.distributed import ShardSampler, barrier, cleanup, gather_objects, init_distributed, shard_for_eval
 from iconet.engine.ema import EMA
 from iconet.engine.schedule import WarmupSchedule, build_scheduler
@@ -156,6 +156,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.position = 0
+        self.train_seconds = 0.0  # wall time of the training loop, summed over resumes
         self.metrics_last: dict[str, Any] = {}
         self.metrics_best: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
@@ -237,6 +238,7 @@ class Trainer:
             self._warn("resumed with another world size or data.shard: the sample order is not exact")
         self.metrics_last = dict(state["metrics"].get("last", {}))
         self.metrics_best = dict(state["metrics"].get("best", {}))
+        self.train_seconds = float((state.get("hardware") or {}).get("train_seconds", 0.0))
         self._rng_to_restore = state["rng"]
 
     def _warn(self, msg: str) -> None:
@@ -281,6 +283,11 @@ class Trainer:
             "sampler": {**self.sampler.state_dict(), "epoch": self.epoch, "position": self.position},
             "config": to_dict(self.cfg),
             "metrics": {"last": dict(self.metrics_last), "best": dict(self.metrics_best)},
+            "hardware": {
+                "device": str(self.device), "processor": machine_name(self.device),
+                "world_size": self.dist.world_size, "precision": self.precision,
+                "torch": str(torch.__version__), "train_seconds": round(self.train_seconds, 1),
+            },
         }
 
     def save(self, name: str = "last.pt") -> Path | None:
@@ -358,6 +365,7 @@ class Trainer:
         batches = self._batches()
         try:
             while self.step < end:
+                tick = time.perf_counter()
                 logs = self.train_step(next(batches))
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0) + v.detach().float()
@@ -369,7 +377,10 @@ class Trainer:
                     bar.set_postfix(loss=f"{means['train/loss']:.4g}", lr=f"{means['lr']:.2e}")
                     sums, count = {}, 0
                 if run.val_every and (self.step % run.val_every == 0 or self.step == run.steps):
+                    self.train_seconds += time.perf_counter() - tick  # wall time: steps and validation
+                    tick = time.perf_counter()
                     self._validate_and_record()
+                self.train_seconds += time.perf_counter() - tick
                 if (run.ckpt_every and self.step % run.ckpt_every == 0) or last_step:
                     self.save("last.pt")
                     barrier(self.dist)
@@ -501,7 +512,7 @@ class Trainer:
     def _validate_and_record(self) -> None:
         row, panel = self.validate()
         row = {"step": self.step, "epoch": self.epoch, **row, "protocol": self.protocol_text}
-        self.metrics_last = {k: v for k, v in row.items() if k != "protocol"}
+        self.metrics_last = dict(row)
         metric = self.cfg.run.best_metric
         if metric not in row:
             raise ConfigError(f"run.best_metric {metric!r} is not a validation key; have: "
