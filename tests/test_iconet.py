@@ -123,6 +123,38 @@ def test_untrained_output_is_a_residual_on_the_sampling_grid():
         assert torch.allclose(out["sr"][0], upsample(x, 2, grid), atol=1e-6)
 
 
+def test_channel_attention_gradients_stay_finite_on_an_empty_patch():
+    # An all-zero MRI background patch made 1/||q|| gradients explode in bf16 training.
+    from iconet.models.rscfl import ChannelAttention
+
+    torch.manual_seed(0)
+    attn = ChannelAttention(8, heads=2)
+    torch.nn.init.zeros_(attn.q.bias)
+    x = torch.zeros(1, 8, 12, 12, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x + 1e-9 * torch.randn_like(x)).float().square().sum().backward()
+    grads = [p.grad for p in attn.parameters() if p.grad is not None]
+    assert all(torch.isfinite(g).all() and g.abs().max() < 1e3 for g in grads)
+
+
+def test_spatial_attention_bf16_gradients_match_fp32_on_cpu():
+    # Guards the fp32 fallback of the dilated depth-wise conv (a oneDNN bf16 bug on CPU).
+    from iconet.models.rscfl import SpatialAttention
+
+    torch.manual_seed(0)
+    attn = SpatialAttention(8).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 32, 32).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(2, 8, 32, 32)
+    (attn(x) * g).sum().backward()
+    ref = attn.wide.weight.grad.clone()
+    attn.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attn(x)
+    (out.float() * g).sum().backward()
+    err = (attn.wide.weight.grad - ref).abs().max() / ref.abs().max()
+    assert err < 0.05
+
+
 def test_channel_attention_sees_the_whole_image():
     # Changing one far-away pixel changes the output everywhere: global, not local.
     from iconet.models.rscfl import ChannelAttention
@@ -148,7 +180,8 @@ def test_channel_attention_matches_the_textbook_formula():
     q, k = attn.q(x), attn.k(x)
     v = attn.v(x)
     q, k, v = (t.reshape(2, 2, 2, 15) for t in (q, k, v))
-    q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+    # cosine with the documented floor on the norms: ||q||² + eps·N
+    q, k = (t / (t.square().sum(-1, keepdim=True) + attn.eps * 15).sqrt() for t in (q, k))
     ref = (torch.softmax(q @ k.transpose(-2, -1) * attn.temperature, -1) @ v).reshape(2, 4, 3, 5)
     assert torch.allclose(attn(x), ref, atol=1e-12)
     cl = x.contiguous(memory_format=torch.channels_last)

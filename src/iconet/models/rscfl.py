@@ -56,7 +56,16 @@ class SpatialAttention(nn.Module):
         self.mix = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.mix(self.wide(self.local(x))))
+        a = self.local(x)
+        if x.device.type == "cpu":
+            # oneDNN (PyTorch 2.13 CPU) computes wrong, sometimes infinite, weight gradients for
+            # *dilated* depth-wise convs in bf16 with channels_last (tests/test_iconet.py checks
+            # it); fp32 here costs ~1 ms at 256^2 and keeps bf16 training finite.
+            with torch.autocast(device_type="cpu", enabled=False):
+                a = self.wide(a.float())
+        else:
+            a = self.wide(a)
+        return x * torch.sigmoid(self.mix(a))
 
 
 class ChannelAttention(nn.Module):
@@ -71,7 +80,7 @@ class ChannelAttention(nn.Module):
     per-image C×C matrix ``A W_v`` to ``x`` directly. Equal to the textbook form (tested).
     """
 
-    def __init__(self, channels: int, heads: int = 4) -> None:
+    def __init__(self, channels: int, heads: int = 4, eps: float = 1e-6) -> None:
         super().__init__()
         if channels % heads:
             raise ValueError(f"width {channels} is not divisible by heads {heads}")
@@ -80,21 +89,31 @@ class ChannelAttention(nn.Module):
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
+        self.eps = eps
         head = torch.arange(channels) // (channels // heads)
         self.register_buffer("same_head", head[:, None] == head[None, :], persistent=False)
         self.register_buffer("head_of", head, persistent=False)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The block-diagonal attention map ``(B, C, C)`` (rows: output channels)."""
+        """The block-diagonal attention map ``(B, C, C)`` (rows: output channels).
+
+        The Gram matrices are computed in (at least) float32 even under bf16 autocast, and the
+        channel norms have a floor of ``sqrt(eps · N)``: a channel that is (nearly) constant
+        zero — an all-background MRI patch — would otherwise give ``1 / ||q||`` gradients that
+        exploded to inf within 25 steps of bf16 training at 4x (measured).
+        """
         b, c, h, w = x.shape
-        q = self.q(x).permute(0, 2, 3, 1).reshape(b, h * w, c)  # free for channels_last
-        k = self.k(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        dtype = torch.promote_types(q.dtype, torch.float32)  # softmax never in bf16
-        qt = q.transpose(1, 2)
-        qq = (qt @ q).diagonal(dim1=1, dim2=2).to(dtype)
-        kk = (k.transpose(1, 2) @ k).diagonal(dim1=1, dim2=2).to(dtype)
-        qk = (qt @ k).to(dtype)  # (B, C, C)
-        cos = qk / (qq.clamp_min(1e-24).sqrt()[:, :, None] * kk.clamp_min(1e-24).sqrt()[:, None, :])
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # (B, N, C) token views: free for channels_last tensors
+            xf = x.to(dtype)
+            q = self.q(xf).permute(0, 2, 3, 1).reshape(b, h * w, c)
+            k = self.k(xf).permute(0, 2, 3, 1).reshape(b, h * w, c)
+            qt = q.transpose(1, 2)
+            floor = self.eps * h * w
+            q_norm = ((qt @ q).diagonal(dim1=1, dim2=2) + floor).sqrt()
+            k_norm = ((k.transpose(1, 2) @ k).diagonal(dim1=1, dim2=2) + floor).sqrt()
+            cos = (qt @ k) / (q_norm[:, :, None] * k_norm[:, None, :])  # (B, C, C)
         logits = cos * self.temperature.reshape(-1)[self.head_of][None, :, None]
         return torch.softmax(logits.masked_fill(~self.same_head, float("-inf")), dim=-1)
 
