@@ -139,7 +139,9 @@ def super_resolve(
     """Super-resolve every slice of ``volume`` with ``model``.
 
     Args:
-        model: any iconet model (its ``in_channels`` must be 1: slices are single-channel).
+        model: any iconet model (its ``in_channels`` must be 1: slices are single-channel). For
+            speed, convert it once with ``model.to(memory_format=torch.channels_last)``
+            (``iconet infer`` does).
         volume: a :class:`Volume` or an array (2-D image or 3-D volume, identity geometry).
         grid: sampling grid the model was trained with (``"kspace"`` or ``"centre"``): decides
             the output origin (DESIGN §6).
@@ -172,6 +174,7 @@ def super_resolve(
     amp_dtype = torch.bfloat16 if opts.precision == "bf16" else torch.float16
     for start, chunk in _batches(slices, opts.batch):
         x = torch.from_numpy(np.ascontiguousarray(chunk)).unsqueeze(1).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)  # matches a channels_last model
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = _run(model, x, opts)
         sr[start : start + len(chunk)] = out["sr"].float().squeeze(1).cpu().numpy()

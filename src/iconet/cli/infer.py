@@ -58,6 +58,8 @@ def _plane(text: str | None) -> str | int | None:
 
 def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     """``(model, grid, normalization config, description)`` for the ``--model`` asked."""
+    import torch
+
     from iconet.config import from_dict
     from iconet.data.normalize import NormalizeConfig
     from iconet.runtime import resolve_device
@@ -83,6 +85,7 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     from iconet.hub import load_model
 
     model, info = load_model(name, device=device)
+    model = model.to(memory_format=torch.channels_last)
     if args.scale is not None and model.scale != args.scale:
         raise UserError(f"model {name} upscales x{model.scale}, but --scale {args.scale} was asked")
     norm = from_dict(NormalizeConfig, info.normalization) if info.normalization else NormalizeConfig()

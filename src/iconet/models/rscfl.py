@@ -57,10 +57,11 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.local(x)
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and torch.is_grad_enabled():
             # oneDNN (PyTorch 2.13 CPU) computes wrong, sometimes infinite, weight gradients for
             # *dilated* depth-wise convs in bf16 with channels_last (tests/test_iconet.py checks
-            # it); fp32 here costs ~1 ms at 256^2 and keeps bf16 training finite.
+            # it); its bf16 forward is right, so only passes that will be differentiated run
+            # this conv in fp32.
             with torch.autocast(device_type="cpu", enabled=False):
                 a = self.wide(a.float())
         else:
@@ -97,23 +98,21 @@ class ChannelAttention(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The block-diagonal attention map ``(B, C, C)`` (rows: output channels).
 
-        The Gram matrices are computed in (at least) float32 even under bf16 autocast, and the
-        channel norms have a floor of ``sqrt(eps · N)``: a channel that is (nearly) constant
-        zero — an all-background MRI patch — would otherwise give ``1 / ||q||`` gradients that
-        exploded to inf within 25 steps of bf16 training at 4x (measured).
+        The channel norms have a floor of ``sqrt(eps · N)``: a channel that is (nearly) constant
+        zero — an all-background MRI patch — would otherwise give ``1 / ||q||`` gradients of
+        any size. The Gram products may run in bf16 (fp32 accumulation); the normalisation
+        and the softmax run in float32.
         """
         b, c, h, w = x.shape
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            # (B, N, C) token views: free for channels_last tensors
-            xf = x.to(dtype)
-            q = self.q(xf).permute(0, 2, 3, 1).reshape(b, h * w, c)
-            k = self.k(xf).permute(0, 2, 3, 1).reshape(b, h * w, c)
-            qt = q.transpose(1, 2)
-            floor = self.eps * h * w
-            q_norm = ((qt @ q).diagonal(dim1=1, dim2=2) + floor).sqrt()
-            k_norm = ((k.transpose(1, 2) @ k).diagonal(dim1=1, dim2=2) + floor).sqrt()
-            cos = (qt @ k) / (q_norm[:, :, None] * k_norm[:, None, :])  # (B, C, C)
+        # (B, N, C) token views: free for channels_last tensors
+        q = self.q(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        k = self.k(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        dtype = torch.promote_types(q.dtype, torch.float32)  # normalisation and softmax never in bf16
+        qt = q.transpose(1, 2)
+        floor = self.eps * h * w
+        q_norm = ((qt @ q).diagonal(dim1=1, dim2=2).to(dtype) + floor).sqrt()
+        k_norm = ((k.transpose(1, 2) @ k).diagonal(dim1=1, dim2=2).to(dtype) + floor).sqrt()
+        cos = (qt @ k).to(dtype) / (q_norm[:, :, None] * k_norm[:, None, :])  # (B, C, C)
         logits = cos * self.temperature.reshape(-1)[self.head_of][None, :, None]
         return torch.softmax(logits.masked_fill(~self.same_head, float("-inf")), dim=-1)
 
