@@ -20,6 +20,7 @@ plain 3×3 convolution of ICONet's width on the same input, measured in the same
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -60,7 +61,9 @@ def main() -> None:
         lim = limits_from(opts, flops=precision == "fp32")
         for model in [*opts.models, "conv3x3"] if "iconet" in opts.models else opts.models:
             for size in opts.sizes:
-                row = measure(Point(model, size, opts.scale, 1, precision), lim)
+                # a lone conv takes milliseconds: time it more often so its median is stable
+                point_lim = dataclasses.replace(lim, repeats=max(lim.repeats, 50)) if model == "conv3x3" else lim
+                row = measure(Point(model, size, opts.scale, 1, precision), point_lim)
                 if row.get("flops"):
                     flops[(model, size)] = row["flops"]
                 if "params" in row:

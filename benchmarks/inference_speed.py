@@ -58,7 +58,10 @@ def main() -> None:
     for r in rows:
         edsr = next((e for e in rows if e["model"] == "edsr" and e["hr"] == r["hr"] and e["scale"] == r["scale"]
                      and e["precision"] == r["precision"] and "seconds" in e), None)
-        head = f"| {r['hr']}² | x{r['scale']} | {r['precision']} | {r['model']} | {r.get('params', 0):,} |"
+        params = r.get("params") or next((o["params"] for o in rows if o["model"] == r["model"]
+                                          and o["scale"] == r["scale"] and "params" in o), None)
+        head = f"| {r['hr']}² | x{r['scale']} | {r['precision']} | {r['model']} | " + \
+               ("–" if params is None else f"{params:,}") + " |"
         if "seconds" not in r:
             print(f"{head} stopped ({r['stopped']}) | | | |")
             continue

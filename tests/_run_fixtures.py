@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from iconet.config import to_dict
+from iconet.engine.config import load_train_config
 from iconet.models import build_model
 
 TINY = {
@@ -22,20 +24,14 @@ PROTOCOL = "PSNR over stacked slices, data_range = HR volume max; SSIM mean of 2
 
 
 def _config(model: dict) -> dict:
-    return {
-        "model": dict(model),
-        "data": {
-            "train": ["pycortex_S1_T1.nii.gz"],
-            "val": ["colin27_T1.nii.gz"],
-            "slices": {"axis": 2, "patch_size": 64, "normalization": {"method": "percentile", "percentile": 99.5}},
-            "batch_size": 4,
-        },
-        "degradation": {"kind": "kspace", "scale": 2, "mask": "cartesian", "sampled_fraction": 0.3},
-        "loss": {"rec_weight": 0.5},
-        "optim": {"name": "adamw", "lr": 2e-4, "weight_decay": 0.0},
-        "schedule": {"name": "cosine", "steps": 1000, "warmup": 50},
-        "run": {"precision": "bf16", "hardware": "2-core AMD EPYC CPU", "seed": 0},
-    }
+    """A real, resolved training config (the engine's own schema), as the engine saves it."""
+    overrides = [f"model.{k}={v}" for k, v in model.items()] + [
+        "data.root=data", "data.layout=plain", "data.train_subjects=[pycortex_S1_T1]",
+        "data.val_subjects=[colin27_T1]", "data.axis=2", "data.patch_size=64", "data.batch_size=4",
+        "degradation.kind=kspace", "degradation.scale=2", "degradation.mask_mode=random",
+        "optim.lr=2e-4", "schedule.warmup_steps=50", "run.steps=1000", "run.precision=bf16",
+    ]
+    return to_dict(load_train_config(None, overrides))
 
 
 def make_run(root: Path, arch: str = "iconet", *, ema: bool = True, names=("best", "last"), **changes) -> Path:
@@ -62,6 +58,8 @@ def make_run(root: Path, arch: str = "iconet", *, ema: bool = True, names=("best
             "rng": {"torch": torch.get_rng_state()},
             "sampler": {"epoch": 3},
             "config": copy.deepcopy(cfg),
+            "hardware": {"device": "cpu", "processor": "2-core AMD EPYC CPU", "precision": "bf16",
+                         "world_size": 1, "torch": "2.13.0+cpu", "train_seconds": 600.0},
             "metrics": {
                 "last": {"val/sr_psnr": 31.0, "val/sr_ssim": 0.91, "protocol": PROTOCOL},
                 "best": {"val/sr_psnr": 31.25, "val/sr_ssim": 0.92, "protocol": PROTOCOL},

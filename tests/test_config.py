@@ -23,6 +23,15 @@ def test_wrong_types_are_refused():
         make_config({"name": "iconet", "rec_branch": "yes"})
 
 
+def test_float_literals_without_a_dot_are_numbers():
+    # PyYAML reads "1e-4" as a string; typed float fields accept it, other strings are refused.
+    from iconet.losses import LossConfig
+
+    assert from_dict(LossConfig, apply_overrides({}, ["rec_weight=1e-4"])).rec_weight == 1e-4
+    with pytest.raises(ConfigError, match="must be a number"):
+        from_dict(LossConfig, {"rec_weight": "half"})
+
+
 def test_unknown_model_name_suggests():
     with pytest.raises(ConfigError, match="did you mean 'iconet'"):
         make_config("icnet")

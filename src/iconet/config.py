@@ -86,6 +86,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"'{where}' must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads 1e-4 without a dot as a string; accept float literals.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{where}' must be a number, got {value!r}")
         return float(value)
