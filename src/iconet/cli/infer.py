@@ -110,11 +110,12 @@ def _check_writable(parent: Path) -> None:
 
 
 def _rec_path(path: Path) -> Path:
-    name = path.name
-    for ext in (".nii.gz", *VOLUME_SUFFIXES):
-        if name.endswith(ext):
-            return path.with_name(name[: -len(ext)] + "_rec" + ext)
-    return path.with_name(name + "_rec")
+    """Where ``--save-rec`` writes: ``scan_sr.nii.gz`` → ``scan_sr_rec.nii.gz`` (folders too)."""
+    from iconet.data.validate import extension
+
+    ext = extension(path)
+    stem = path.name[: len(path.name) - len(ext)] if ext else path.name
+    return path.with_name(stem + "_rec" + ext)
 
 
 def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: str, args: argparse.Namespace) -> None:
