@@ -6,8 +6,8 @@ forward pass. At 512×512 LR that doubled ICONet's fp32 forward time on our 2-co
 (benchmarks/complexity.py). :func:`keep_freed_memory` tells glibc to serve large blocks from
 its heap and keep freed memory for reuse — the effect that PyTorch's CPU performance guide
 gets from jemalloc or tcmalloc. It costs resident memory (freed blocks are not returned to
-the OS). Call it once, at the start of a process that you own (the CLI, a benchmark); a
-library import never calls it.
+the OS). Call it once, at the start of a process that you own: ``iconet infer``, ``iconet
+train`` and the benchmarks do; a library import never calls it.
 """
 
 from __future__ import annotations

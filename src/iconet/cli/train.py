@@ -70,6 +70,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iconet.runtime import keep_freed_memory
+
+    keep_freed_memory()  # this process is ours: reuse freed activations (2x at 512^2 fp32, see runtime)
     from iconet.engine.config import load_train_config
     from iconet.engine.trainer import Trainer
 
