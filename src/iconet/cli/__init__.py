@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "iconet.cli.export",
     "infer": "iconet.cli.infer",
     "demo": "iconet.cli.demo",
+    "eval": "iconet.cli.eval",
 }
 
 

@@ -1,0 +1,164 @@
+"""Score any mix of models on the same test volumes, degradation and metric protocol.
+
+Every test volume is normalised (per volume, recorded), its foreground slices along one axis
+are cropped to multiples of ``2·scale`` and degraded once with the volume's seeded mask, and
+every model sees exactly those LR slices. Both branches are scored and named: ``sr`` (the final
+SR output) against HR, ``rec`` (the reconstruction at the LR size) against CLEAN — never one
+for the other. Metrics are computed per volume after undoing the normalisation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from iconet.data.datasets import foreground_slices
+from iconet.data.degrade import Degradation, crop_to_multiple
+from iconet.data.normalize import NormalizeConfig, denormalize, normalize
+from iconet.data.volume import Volume
+from iconet.evaluation.metrics import FASTMRI, MetricProtocol, aggregate, evaluate_volume, format_mean_std
+from iconet.models.base import SRModel
+
+PEERS = ("bicubic", "zerofill")
+
+
+@dataclass
+class Candidate:
+    """A model to score: its display name, the module, and the grid it was trained on."""
+
+    name: str
+    model: SRModel
+    grid: str
+    source: str
+
+
+@dataclass
+class EvalResult:
+    """Per-volume rows, the summary per model and branch, and the protocol line."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, dict[str, Any]]
+    protocol: str
+    degradation: dict[str, Any] = field(default_factory=dict)
+
+
+def load_candidate(spec: str, scale: int, grid: str) -> Candidate:
+    """``bicubic``/``zerofill``, an exported model folder, a shipped name, or a training run."""
+    from iconet.hub import load_model
+    from iconet.models import build_model
+
+    if spec in PEERS:
+        return Candidate(spec, build_model(spec, scale=scale, grid=grid).eval(), grid, "built-in")
+    path = Path(spec)
+    if (path / "checkpoints").is_dir():  # a training run: score its best EMA weights
+        from iconet.export import export_run
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model, info = load_model(export_run(path, Path(tmp) / "model"))
+    else:
+        model, info = load_model(spec)
+    if model.scale != scale:
+        raise ValueError(f"{spec}: the model upscales x{model.scale}, the test data are degraded x{scale}")
+    if model.in_channels != 1:
+        raise ValueError(f"{spec}: the model takes {model.in_channels} channels; test slices have 1")
+    return Candidate(path.name if path.exists() else spec, model.eval(), info.grid, spec)
+
+
+def _slices(volume: Volume, axis: int, multiple: int, norm_cfg: NormalizeConfig) -> tuple[torch.Tensor, Any]:
+    """Normalised foreground slices ``(S, H, W)`` along ``axis``, cropped to ``multiple``."""
+    data, norm = normalize(np.asarray(volume.data, dtype=np.float32), norm_cfg)
+    keep = foreground_slices(data, axis, threshold=0.1, fraction=0.10)
+    if keep.size == 0:
+        raise ValueError(f"{volume.source or volume.name}: no foreground slice along axis {axis}")
+    stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, axis, 0)[keep], dtype=np.float32))
+    return crop_to_multiple(stack, multiple), norm
+
+
+@torch.inference_mode()
+def evaluate(
+    candidates: list[Candidate],
+    volumes: list[Volume],
+    degradation: Degradation,
+    *,
+    axis: int = 2,
+    protocol: MetricProtocol = FASTMRI,
+    normalization: NormalizeConfig | None = None,
+    batch: int = 8,
+) -> EvalResult:
+    """Score every candidate on every volume; returns per-volume rows and mean ± std summaries."""
+    if not volumes:
+        raise ValueError("no test volumes")
+    protocol = MetricProtocol(**{**vars(protocol), "slice_axis": 0})  # stacks are (S, H, W)
+    norm_cfg = normalization or NormalizeConfig()
+    rows: list[dict[str, Any]] = []
+    for vol in volumes:
+        hr, norm = _slices(vol, axis, degradation.multiple, norm_cfg)
+        made = degradation.degrade(hr, vol.name)
+        lr, clean = made["lr"], made["clean"]
+        undo = lambda t: np.asarray(denormalize(t.double().numpy(), norm))  # noqa: E731
+        for cand in candidates:
+            srs, recs, seconds = [], [], 0.0
+            for start in range(0, lr.shape[0], batch):
+                x = lr[start : start + batch, None].contiguous(memory_format=torch.channels_last)
+                tick = time.perf_counter()
+                out = cand.model(x)
+                seconds += time.perf_counter() - tick
+                srs.append(out["sr"][-1][:, 0].float())
+                same = [r for r in out.get("rec", []) if r.shape[-2:] == x.shape[-2:]]
+                if same:
+                    recs.append(same[0][:, 0].float())
+            base = {"model": cand.name, "volume": vol.name, "slices": int(lr.shape[0]),
+                    "ms_per_slice": 1000 * seconds / lr.shape[0]}
+            rows.append({**base, "branch": "sr", **evaluate_volume(undo(torch.cat(srs)), undo(hr), protocol)})
+            if recs:
+                rows.append({**base, "branch": "rec", **evaluate_volume(undo(torch.cat(recs)), undo(clean), protocol)})
+    summary: dict[str, dict[str, Any]] = {}
+    from iconet.models.summary import count_flops, count_parameters
+
+    for cand in candidates:
+        h, w = lr.shape[-2:]
+        entry: dict[str, Any] = {
+            "source": cand.source, "grid": cand.grid, "params": count_parameters(cand.model),
+            "gflops_per_slice": count_flops(cand.model, (1, 1, h, w)) / 1e9,  # convs and matmuls
+            "ms_per_slice": float(np.mean([r["ms_per_slice"] for r in rows if r["model"] == cand.name and r["branch"] == "sr"])),
+        }
+        for branch in ("sr", "rec"):
+            mine = [{k: r[k] for k in ("psnr", "ssim", "nmse")} for r in rows if r["model"] == cand.name and r["branch"] == branch]
+            if mine:
+                entry[branch] = aggregate(mine)
+        summary[cand.name] = entry
+    params = {k: v for k, v in made["params"].items() if k != "seed"}
+    return EvalResult(rows, summary, protocol.describe(), params)
+
+
+def markdown_table(result: EvalResult, scale: int) -> str:
+    """Mean ± std per model and branch; the best SR PSNR/SSIM and REC PSNR/SSIM in bold."""
+    names = list(result.summary)
+
+    def best(branch: str, metric: str) -> str | None:
+        vals = {n: result.summary[n][branch][metric][0] for n in names if branch in result.summary[n]}
+        return max(vals, key=vals.get) if vals else None  # type: ignore[arg-type]
+
+    bests = {(b, m): best(b, m) for b in ("sr", "rec") for m in ("psnr", "ssim")}
+    lines = [f"| model (x{scale}) | params | GFLOPs/slice | ms/slice | SR PSNR (dB) | SR SSIM | REC PSNR (dB) | REC SSIM |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in names:
+        e = result.summary[n]
+        cells = []
+        for b in ("sr", "rec"):
+            for m, digits in (("psnr", 2), ("ssim", 4)):
+                if b not in e:
+                    cells.append("–")
+                    continue
+                text = format_mean_std(*e[b][m], digits)
+                cells.append(f"**{text}**" if bests[(b, m)] == n else text)
+        lines.append(f"| {n} | {e['params']:,} | {e['gflops_per_slice']:.2f} | {e['ms_per_slice']:.0f} | " + " | ".join(cells) + " |")
+    deg = ", ".join(f"{k}={v}" for k, v in result.degradation.items() if v is not None)
+    lines += ["", f"Protocol: {result.protocol}.", f"Degradation: {deg}. SR is scored against HR, REC against CLEAN."]
+    return "\n".join(lines)
