@@ -20,6 +20,8 @@ from iconet.cli import UserError
 
 #: extensions of single-file volumes found in a dataset folder
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff", ".h5", ".dcm")
+#: files that make a folder a data set rather than one DICOM series (whose files are .dcm or bare)
+NON_DICOM_SUFFIXES = tuple(s for s in VOLUME_SUFFIXES if s != ".dcm")
 PEERS = ("bicubic", "zerofill")
 
 
@@ -154,7 +156,8 @@ def _dataset_files(folder: Path) -> list[Path]:
 
 
 def _is_dataset(folder: Path) -> bool:
-    return folder.is_dir() and any(p.name.lower().endswith(VOLUME_SUFFIXES[:-1]) or p.is_dir() for p in folder.iterdir())
+    """A folder of volumes (sub-folders or non-DICOM files), not a single DICOM series."""
+    return folder.is_dir() and any(p.is_dir() or p.name.lower().endswith(NON_DICOM_SUFFIXES) for p in folder.iterdir())
 
 
 def run(args: argparse.Namespace) -> int:
