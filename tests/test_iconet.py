@@ -209,3 +209,20 @@ def test_bad_config_values_name_the_field():
         ICONetConfig(fusion="concat")
     with pytest.raises(ValueError, match="divisible by heads"):
         ICONetConfig(width=10, heads=4)
+
+
+def test_groups_per_stage_can_differ_between_stages():
+    light = tiny(scale=4, groups_per_stage=[2, 1])
+    assert [len(s.sr_groups) for s in light.stages] == [2, 1]
+    assert [len(s.rec_groups) for s in light.stages] == [2, 1]
+    assert [len(s.fusions) for s in light.stages] == [2, 1]
+    same = tiny(scale=4, groups_per_stage=[2, 2])
+    assert count_parameters(same) > count_parameters(light)
+    assert count_parameters(same) == count_parameters(tiny(scale=4, groups_per_stage=2))
+    assert light(torch.rand(1, 1, 9, 11))["sr"][-1].shape == (1, 1, 36, 44)
+    with pytest.raises(ValueError, match="lists 1 count"):
+        tiny(scale=4, groups_per_stage=[2])
+    with pytest.raises(ValueError, match="positive integers"):
+        tiny(scale=4, groups_per_stage=[2, 0])
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        tiny(scale=2, fusion="bogus")

@@ -38,7 +38,9 @@ class ICONetConfig(ModelConfig):
 
     Attributes:
         width: feature channels C of both branches.
-        groups_per_stage: RSCFL groups per branch and stage (a fusion follows each group).
+        groups_per_stage: RSCFL groups per branch and stage (a fusion follows each group):
+            one count for every stage, or a list with one count per stage, first (lowest
+            resolution) stage first, e.g. ``[3, 1]`` at 4x keeps the high-resolution stage light.
         blocks_per_group: RSCFL blocks per group.
         heads: heads of the channel attention (width must be divisible by it).
         ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
@@ -52,7 +54,7 @@ class ICONetConfig(ModelConfig):
 
     name: str = "iconet"
     width: int = 40
-    groups_per_stage: int = 2
+    groups_per_stage: int | list[int] = 2
     blocks_per_group: int = 2
     heads: int = 4
     ffn_expansion: float = 1.0
@@ -64,7 +66,17 @@ class ICONetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require_positive("width", "groups_per_stage", "blocks_per_group", "heads")
+        self.require_positive("width", "blocks_per_group", "heads")
+        groups = self.groups_per_stage
+        if isinstance(groups, list):
+            if len(groups) != self.stages:
+                raise ValueError(
+                    f"groups_per_stage lists {len(groups)} count(s) for a {self.scale}x model of {self.stages} stage(s)"
+                )
+            if any(not isinstance(g, int) or g < 1 for g in groups):
+                raise ValueError(f"groups_per_stage must hold positive integers, got {groups!r}")
+        else:
+            self.require_positive("groups_per_stage")
         if self.channel_branch and self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.ffn_expansion <= 0:
@@ -73,6 +85,11 @@ class ICONetConfig(ModelConfig):
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.supervision not in ("all", "last"):
             raise ValueError(f"supervision must be 'all' or 'last', got {self.supervision!r}")
+
+    def stage_groups(self, k: int) -> int:
+        """RSCFL groups per branch in stage ``k`` (0-based)."""
+        g = self.groups_per_stage
+        return g[k] if isinstance(g, list) else g
 
 
 def _conv3(cin: int, cout: int) -> nn.Conv2d:
@@ -87,8 +104,9 @@ def _up2(channels: int) -> nn.Sequential:
 class ICONetStage(nn.Module):
     """One 2x stage: groups of both branches, fusions, the prior, and the upsamplers."""
 
-    def __init__(self, cfg: ICONetConfig, last: bool) -> None:
+    def __init__(self, cfg: ICONetConfig, k: int) -> None:
         super().__init__()
+        last = k == cfg.stages - 1
         c, cin = cfg.width, cfg.in_channels
         block = dict(
             spatial=cfg.spatial_branch,
@@ -96,7 +114,7 @@ class ICONetStage(nn.Module):
             heads=cfg.heads,
             ffn_expansion=cfg.ffn_expansion,
         )
-        groups = range(cfg.groups_per_stage)
+        groups = range(cfg.stage_groups(k))
         self.sr_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)
         self.up_sr = _up2(c)
         self.tail_sr = _conv3(c, cin)
@@ -147,7 +165,7 @@ class ICONet(SRModel):
         self.cfg: ICONetConfig = cfg
         self.head_sr = _conv3(cfg.in_channels, cfg.width)
         self.head_rec = _conv3(cfg.in_channels, cfg.width) if cfg.rec_branch else None
-        self.stages = nn.ModuleList(ICONetStage(cfg, last=k == cfg.stages - 1) for k in range(cfg.stages))
+        self.stages = nn.ModuleList(ICONetStage(cfg, k) for k in range(cfg.stages))
 
     def _forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         f_sr = self.head_sr(x)
