@@ -54,3 +54,17 @@ def test_shape_mismatch_and_bad_weights_are_errors():
         multistage_loss({"sr": t["hr"], "rec": []}, t, LossConfig(sr_weights=[1.0]))
     with pytest.raises(ValueError, match="criterion"):
         LossConfig(criterion="l2")
+
+
+def test_reconstruction_outputs_meet_the_clean_target_of_their_size():
+    # A one-stage peer at 4x reconstructs its LR input: its rec is CLEAN_0 (LR size), not the
+    # last stage's CLEAN_1; ICONet with last-stage supervision exposes rec_2 = CLEAN_1.
+    t = _targets(stages=2)
+    peer = {"sr": [t["hr"][-1].clone()], "rec": [t["clean"][0] + 0.5]}
+    total, terms = multistage_loss(peer, t, LossConfig(rec_weight=1.0))
+    assert set(terms) == {"sr_2", "rec_1"} and total.item() == pytest.approx(0.5, rel=1e-5)
+    last = {"sr": [t["hr"][-1].clone()], "rec": [t["clean"][1] + 0.25]}
+    total, terms = multistage_loss(last, t, LossConfig(rec_weight=1.0))
+    assert set(terms) == {"sr_2", "rec_2"} and total.item() == pytest.approx(0.25, rel=1e-5)
+    with pytest.raises(ValueError, match="matches no clean target"):
+        multistage_loss({"sr": [t["hr"][-1]], "rec": [torch.rand(2, 1, 5, 5)]}, t, LossConfig())

@@ -7,8 +7,8 @@
 without undersampling artifacts). ``d`` is L1 (default) or Charbonnier.
 
 Model outputs may be shorter than the target lists (peers with one output, or ICONet with
-``supervision="last"``): they are aligned to the *last* stages, and only the terms present are
-computed. Every term is returned separately (``sr_1``, ``rec_1``, ...) for logging.
+``supervision="last"``): SR outputs are aligned to the *last* stages, reconstruction outputs to
+the CLEAN target of their size, and only the terms present are computed. Every term is returned separately (``sr_1``, ``rec_1``, ...) for logging.
 """
 
 from __future__ import annotations
@@ -61,6 +61,22 @@ def _weights(given: list[float], stages: int) -> list[float]:
     return list(given)
 
 
+def rec_stage_indices(rec_sizes: list[tuple[int, ...]], clean_sizes: list[tuple[int, ...]]) -> list[int]:
+    """The CLEAN target (0-based stage index) of each reconstruction output, matched by size.
+
+    ``CLEAN_k`` has the input size of stage ``k + 1`` and the sizes of the stages all differ, so
+    the size names the target: ICONet's ``rec_k`` is ``CLEAN_{k-1}``; a one-stage peer's
+    reconstruction of its input (T2Net-style at 4x) is ``CLEAN_0``.
+    """
+    out = []
+    for size in rec_sizes:
+        ks = [k for k, c in enumerate(clean_sizes) if tuple(c) == tuple(size)]
+        if not ks:
+            raise ValueError(f"reconstruction output of size {tuple(size)} matches no clean target {list(clean_sizes)}")
+        out.append(ks[0])
+    return out
+
+
 def multistage_loss(
     outputs: dict[str, list[torch.Tensor]],
     targets: dict[str, list[torch.Tensor]],
@@ -94,8 +110,8 @@ def multistage_loss(
         total = total + sr_w[k] * d
         terms[f"sr_{k + 1}"] = d.detach()
     if cfg.rec_weight > 0:
-        for i, pred in enumerate(recs):
-            k = stages - len(recs) + i
+        for pred, k in zip(recs, rec_stage_indices([tuple(r.shape[-2:]) for r in recs],
+                                                   [tuple(c.shape[-2:]) for c in clean])):
             d = _distance(pred, clean[k], cfg)
             total = total + cfg.rec_weight * rec_w[k] * d
             terms[f"rec_{k + 1}"] = d.detach()

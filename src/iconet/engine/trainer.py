@@ -57,7 +57,7 @@ from iconet.runtime import autocast, machine_name, resolve_device, resolve_preci
 from iconet.engine.distributed import ShardSampler, barrier, cleanup, gather_objects, init_distributed, shard_for_eval
 from iconet.engine.ema import EMA
 from iconet.engine.schedule import WarmupSchedule, build_scheduler
-from iconet.losses import multistage_loss
+from iconet.losses import multistage_loss, rec_stage_indices
 from iconet.models import SRModel, build_model
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -95,6 +95,8 @@ class Trainer:
             torch.set_num_threads(run.threads)
         self.device = resolve_device(run.device)
         self.precision = resolve_precision(run.precision, self.device)
+        if self.device.type == "cuda":  # training patches have one size: let cuDNN pick its kernels once
+            torch.backends.cudnn.benchmark = True
         self.out = Path(run.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.command = command
@@ -171,9 +173,12 @@ class Trainer:
             out = self.eval_model(torch.zeros(1, 1, m, m, device=self.device))
         stages = self.cfg.degradation.stages
         keys = ["val/loss", "val/volumes"]
+        clean_sizes = [(m * 2**k, m * 2**k) for k in range(stages)]
         for kind in ("sr", "rec"):
             n = len(out.get(kind, []))
             ks = list(range(stages - n + 1, stages + 1))
+            if kind == "rec":
+                ks = [k + 1 for k in rec_stage_indices([tuple(t.shape[-2:]) for t in out.get("rec", [])], clean_sizes)]
             keys += [f"val/loss_{kind}_{k}" for k in ks]
             names = ([kind] if n else []) + ([f"{kind}_{k}" for k in ks] if stages > 1 else [])
             keys += [f"val/{n_}_{m_}{s_}" for n_ in names for m_ in ("psnr", "ssim", "nmse") for s_ in ("", "_std")]
@@ -406,7 +411,7 @@ class Trainer:
         row["lr"] = self.step_lr  # the learning rate of the last step taken
         if self.is_main:
             with open(self.out / "train.jsonl", "a") as f:
-                f.write(json.dumps({"step": self.step, "epoch": self.epoch, **row}) + "\n")
+                f.write(json.dumps({"step": self.step, "epoch": self.epoch, "time": round(time.time(), 3), **row}) + "\n")
             if self.writer is not None:
                 for k, v in row.items():
                     self.writer.add_scalar(k, v, self.step)
@@ -465,8 +470,9 @@ class Trainer:
                 k = stages - len(srs) + j
                 acc.setdefault(f"sr_{k + 1}", []).append(t[0, 0].cpu().numpy())
                 acc.setdefault(f"hr_{k + 1}", []).append(s["hr_stages"][k][0].numpy())
-            for j, t in enumerate(recs):
-                k = stages - len(recs) + j
+            rec_ks = rec_stage_indices([tuple(t.shape[-2:]) for t in recs],
+                                       [tuple(t.shape[-2:]) for t in s["clean_stages"]])
+            for t, k in zip(recs, rec_ks):
                 acc.setdefault(f"rec_{k + 1}", []).append(t[0, 0].cpu().numpy())
                 acc.setdefault(f"clean_{k + 1}", []).append(s["clean_stages"][k][0].numpy())
             if panel is None and self.is_main:
