@@ -22,6 +22,7 @@ COMMANDS = {
     "infer": "iconet.cli.infer",
     "demo": "iconet.cli.demo",
     "eval": "iconet.cli.eval",
+    "ablate": "iconet.cli.ablate",
 }
 
 
