@@ -17,7 +17,8 @@ from iconet.data.io import read_volume
 from iconet.data.normalize import normalize
 from iconet.data.samples import sample_path
 from iconet.evaluation.metrics import MetricProtocol, evaluate_volume
-from iconet.evaluation.runner import evaluate, load_candidate
+from iconet.evaluation.runner import Candidate, evaluate, load_candidate
+from iconet.models import build_model
 from iconet.export import export_run
 from iconet.ops.grid import upsample
 
@@ -64,6 +65,14 @@ def test_reconstruction_is_scored_against_clean_and_named(two_volumes, tmp_path,
     rec = float(next(r for r in rows if r["branch"] == "rec" and r["volume"] == "subA")["psnr"])
     sr = float(next(r for r in rows if r["branch"] == "sr" and r["model"] == "tiny" and r["volume"] == "subA")["psnr"])
     assert rec != sr
+    import matplotlib.image
+
+    png = matplotlib.image.imread(out / "bars.png")
+    assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100
+    assert main(["eval", *map(str, two_volumes), "--models", "zerofill", "--out", str(out)]) == 2
+    assert "earlier evaluation" in capsys.readouterr().err
+    for name in ("per_volume.csv", "summary.json", "table.md"):  # the chart alone also counts
+        (out / name).unlink()
     assert main(["eval", *map(str, two_volumes), "--models", "zerofill", "--out", str(out)]) == 2
     assert "earlier evaluation" in capsys.readouterr().err
 
@@ -77,3 +86,60 @@ def test_models_that_do_not_fit_the_test_data_are_one_line_errors(two_volumes, t
     assert "trained on the kspace grid, the test data use the centre grid" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.nii.gz"), "--models", "bicubic", "--out", str(tmp_path / "c")]) == 2
     assert "missing.nii.gz" in capsys.readouterr().err
+
+
+def test_bar_chart_draws_the_summary_means(two_volumes, tmp_path):
+    from PIL import Image
+
+    from iconet.evaluation.figures import metric_bar_chart
+
+    vols = [read_volume(p) for p in two_volumes]
+    deg = Degradation(kind="kspace", scale=2)
+    result = evaluate([load_candidate(n, 2, "kspace") for n in ("bicubic", "zerofill")], vols, deg)
+    summary = {**result.summary, "withrec": {"sr": {"psnr": (30.0, 0.5), "ssim": (0.9, 0.01)},
+                                             "rec": {"psnr": (33.0, float("nan")), "ssim": (0.95, 0.0)}}}
+    fig = metric_bar_chart(summary, tmp_path / "bars.png", protocol=result.protocol, dpi=80)
+    with Image.open(tmp_path / "bars.png") as img:
+        assert img.format == "PNG"
+        assert img.size == tuple(round(v * 80) for v in fig.get_size_inches())
+    bars = {p.get_gid(): p.get_height() for ax in fig.axes for p in ax.patches if p.get_gid()}
+    expected = {f"{n}/{b}/{m}": summary[n][b][m][0] for n in summary for b in ("sr", "rec")
+                if b in summary[n] for m in ("psnr", "ssim")}
+    assert bars == pytest.approx(expected, rel=1e-12)  # one bar per model and branch, height = mean
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert f"{summary['bicubic']['sr']['psnr'][0]:.2f}" in texts and "0.9500" in texts
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["SR vs HR", "REC vs CLEAN"]
+    assert "data_range = max(HR volume)" in fig._supxlabel.get_text()
+    with pytest.raises(ValueError, match="no model"):
+        metric_bar_chart({}, tmp_path / "none.png")
+
+
+class _WrongSize(torch.nn.Module):
+    """Claims x2 and one channel but returns the input unchanged (a broken export)."""
+
+    scale, in_channels = 2, 1
+
+    def forward(self, x):
+        return {"sr": [x]}
+
+
+def test_models_that_do_not_fit_name_the_model_and_the_volume(two_volumes, tmp_path, capsys, monkeypatch):
+    vols = [read_volume(two_volumes[0])]
+    deg = Degradation(kind="kspace", scale=2)
+    two_ch = build_model({"name": "edsr", "n_feats": 8, "n_blocks": 1, "in_channels": 2, "scale": 2})
+    with pytest.raises(ValueError, match="model 'rgb' on volume 'subA': the model takes 2 channels, the volume has 1"):
+        evaluate([Candidate("rgb", two_ch.eval(), "kspace", "x")], vols, deg)
+    x4 = build_model("bicubic", scale=4, grid="kspace")
+    with pytest.raises(ValueError, match="model 'b4' on volume 'subA': the model upscales x4, the test data are degraded x2"):
+        evaluate([Candidate("b4", x4, "kspace", "x")], vols, deg)
+    with pytest.raises(ValueError, match="model 'b2' on volume 'subA': the model was trained on the centre grid"):
+        evaluate([Candidate("b2", build_model("bicubic", scale=2, grid="centre"), "centre", "x")], vols, deg)
+    with pytest.raises(ValueError, match=r"model 'broken' on volume 'subA': the SR output has shape \(8, 90, 108\), the HR slices \(8, 180, 216\)"):
+        evaluate([Candidate("broken", _WrongSize(), "kspace", "x")], vols, deg)
+    # through the CLI: a loaded model with 2 input channels is a one-line error naming it
+    import iconet.hub
+
+    monkeypatch.setattr(iconet.hub, "load_model", lambda spec: (two_ch, type("Info", (), {"grid": "kspace"})()))
+    assert main(["eval", str(two_volumes[0]), "--models", "rgbmodel", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rgbmodel: the model takes 2 channels" in err

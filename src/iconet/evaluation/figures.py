@@ -1,11 +1,19 @@
-"""Comparison figures: LR | each model | HR at one window, zoomed insets, shared error scale.
+"""Figures: slice comparisons (LR | each model | HR) and the per-model PSNR/SSIM bar chart.
+
+* :func:`comparison_figure` — one slice at one window, zoomed insets, shared error scale.
+* :func:`metric_bar_chart` — ``iconet eval``'s ``bars.png``: mean ± std over volumes per model,
+  SR (vs HR) and REC (vs CLEAN) as separately labelled bars, the protocol as the caption.
 
 Needs matplotlib (``pip install iconet[figures]``); imported only when a figure is drawn.
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,3 +91,97 @@ def comparison_figure(
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+#: bar colours and legend labels of the two scored branches.
+_BRANCHES = {"sr": ("SR vs HR", "#3b6ea8"), "rec": ("REC vs CLEAN", "#d08c3a")}
+
+
+def metric_bar_chart(
+    summary: Mapping[str, Mapping[str, Any]],
+    path: str | Path,
+    *,
+    protocol: str = "",
+    title: str = "",
+    dpi: int = 110,
+) -> Any:
+    """Save a two-panel bar chart (PSNR in dB, SSIM) of an evaluation summary; returns the Figure.
+
+    Args:
+        summary: model name → ``{"sr": {"psnr": (mean, std), "ssim": (mean, std), ...},
+            "rec": {...}}`` (``EvalResult.summary``; ``rec`` only where a model has one).
+        path: PNG to write (its folder must exist). The image is exactly
+            ``fig.get_size_inches() × dpi`` pixels (whole quarter inches, no tight cropping).
+        protocol: the metric protocol line, printed (wrapped) as the caption under the panels.
+        title: figure title.
+        dpi: resolution.
+
+    One bar per model for its SR output and, where the model has one, a second, hatched bar
+    for its reconstruction (REC vs CLEAN), so the two are never read as one. Bar height = the
+    mean over volumes, error bar = the std (none when it is not finite, e.g. one volume with
+    PSNR = inf), the mean printed on the bar. A non-finite mean draws no bar, only its text.
+    The value axes are zoomed to the bars (they need not start at 0): read the printed values.
+
+    The returned :class:`matplotlib.figure.Figure` is not attached to pyplot (no global state);
+    each bar is a patch with a ``gid`` of ``"<model>/<branch>/<metric>"``.
+    """
+    from matplotlib.figure import Figure
+
+    names = list(summary)
+    if not names:
+        raise ValueError("metric_bar_chart: the summary holds no model")
+    branches = [b for b in _BRANCHES if any(b in summary[n] for n in names)]
+    if "sr" not in branches:
+        raise ValueError("metric_bar_chart: no model has an SR summary")
+    width = max(7.0, 2.0 + 2 * len(names) * (0.45 * len(branches) + 0.35))
+    note = "Bars: mean over volumes; error bars: ± sample std." + (f" Protocol: {protocol}" if protocol else "")
+    caption = "\n".join(textwrap.wrap(note, int(width * 20)))
+    n_caption = caption.count("\n") + 1
+    height = 3.4 + 0.13 * n_caption + (0.3 if title else 0)
+    width, height = math.ceil(width * 4) / 4, math.ceil(height * 4) / 4  # quarter inches: whole pixels
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    axes = fig.subplots(1, 2)
+    bar_w = 0.8 / len(branches)
+    x = np.arange(len(names), dtype=float)
+    for ax, (metric, label, digits) in zip(axes, (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4))):
+        lows, highs = [], []
+        for j, branch in enumerate(branches):
+            text, colour = _BRANCHES[branch]
+            offset = (j - (len(branches) - 1) / 2) * bar_w
+            for i, name in enumerate(names):
+                if branch not in summary[name]:
+                    continue
+                mean, std = (float(v) for v in summary[name][branch][metric])
+                xi = x[i] + offset
+                if not math.isfinite(mean):
+                    ax.text(xi, 0.5, str(mean), transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+                    continue
+                err = std if math.isfinite(std) and std > 0 else None
+                bars = ax.bar(xi, mean, bar_w * 0.9, yerr=err, capsize=3, color=colour,
+                              hatch="//" if branch == "rec" else None, edgecolor="white" if branch == "rec" else None,
+                              label=text if i == min(k for k, n in enumerate(names) if branch in summary[n]) else None)
+                bars.patches[0].set_gid(f"{name}/{branch}/{metric}")
+                ax.bar_label(bars, labels=[f"{mean:.{digits}f}"], padding=2, fontsize=7)
+                lows.append(mean - (err or 0.0))
+                highs.append(mean + (err or 0.0))
+        if lows:
+            lo, hi = min(lows), max(highs)
+            span = max(hi - lo, 0.02 if metric == "ssim" else 2.0)  # near-equal bars look near-equal
+            bottom = max(0.0, lo - 0.6 * span)
+            top = hi + 0.35 * span
+            if metric == "ssim":
+                top = min(top, 1.0 + 0.1 * span)
+            ax.set_ylim(bottom, top)
+        ax.set_xticks(x, names, rotation=20 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center",
+                      fontsize=8)
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" ")[0], fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    if len(branches) > 1:
+        axes[0].legend(fontsize=8, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.supxlabel(caption, fontsize=6.5, x=0.01, ha="left", multialignment="left")
+    fig.savefig(Path(path), dpi=dpi, format="png")
+    return fig

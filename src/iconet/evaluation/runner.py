@@ -5,6 +5,10 @@ are cropped to multiples of ``2·scale`` and degraded once with the volume's see
 every model sees exactly those LR slices. Both branches are scored and named: ``sr`` (the final
 SR output) against HR, ``rec`` (the reconstruction at the LR size) against CLEAN — never one
 for the other. Metrics are computed per volume after undoing the normalisation.
+
+With ``downstream=True`` the ``sr`` rows also carry the tissue Dice of each output against the
+segmentation of HR by a fixed intensity model fitted on that HR volume
+(:mod:`iconet.evaluation.downstream`), on the same slices and in the same units as the metrics.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class EvalResult:
     summary: dict[str, dict[str, Any]]
     protocol: str
     degradation: dict[str, Any] = field(default_factory=dict)
+    downstream: str = ""  # the tissue model's line when the downstream check ran, else ""
 
 
 def load_candidate(spec: str, scale: int, grid: str) -> Candidate:
@@ -80,6 +85,19 @@ def _slices(volume: Volume, axis: int, multiple: int, norm_cfg: NormalizeConfig)
     return crop_to_multiple(stack, multiple), norm
 
 
+def _check_fits(cand: Candidate, vol: Volume, degradation: Degradation) -> None:
+    """One-line errors for a model that cannot be scored on this volume's LR slices."""
+    pair = f"model {cand.name!r} on volume {vol.name!r}"
+    scale = getattr(cand.model, "scale", degradation.scale)
+    if scale != degradation.scale:
+        raise ValueError(f"{pair}: the model upscales x{scale}, the test data are degraded x{degradation.scale}")
+    channels = getattr(cand.model, "in_channels", 1)
+    if channels != 1:
+        raise ValueError(f"{pair}: the model takes {channels} channels, the volume has 1 (one contrast, 3-D)")
+    if cand.grid != degradation.grid:
+        raise ValueError(f"{pair}: the model was trained on the {cand.grid} grid, the test data use the {degradation.grid} grid")
+
+
 @torch.inference_mode()
 def evaluate(
     candidates: list[Candidate],
@@ -90,18 +108,40 @@ def evaluate(
     protocol: MetricProtocol = FASTMRI,
     normalization: NormalizeConfig | None = None,
     batch: int = 8,
+    downstream: bool = False,
 ) -> EvalResult:
-    """Score every candidate on every volume; returns per-volume rows and mean ± std summaries."""
+    """Score every candidate on every volume; returns per-volume rows and mean ± std summaries.
+
+    ``downstream=True`` adds ``dice_csf``, ``dice_gm``, ``dice_wm`` and ``dice_mean`` to every
+    ``sr`` row (and a ``"downstream"`` entry to each model's summary): the SR output segmented
+    by a :class:`~iconet.evaluation.downstream.TissueModel` fitted on the volume's HR slices,
+    against HR's own segmentation.
+    """
     if not volumes:
         raise ValueError("no test volumes")
+    if not candidates:
+        raise ValueError("no models to score")
     protocol = MetricProtocol(**{**vars(protocol), "slice_axis": 0})  # stacks are (S, H, W)
     norm_cfg = normalization or NormalizeConfig()
     rows: list[dict[str, Any]] = []
+    tissue_line = ""
     for vol in volumes:
+        for cand in candidates:
+            _check_fits(cand, vol, degradation)
         hr, norm = _slices(vol, axis, degradation.multiple, norm_cfg)
         made = degradation.degrade(hr, vol.name)
         lr, clean = made["lr"], made["clean"]
         undo = lambda t: np.asarray(denormalize(t.double().numpy(), norm))  # noqa: E731
+        hr_arr = undo(hr)
+        if downstream:
+            from iconet.evaluation.downstream import TissueModel, downstream_scores
+
+            try:
+                tissue = TissueModel.fit(hr_arr, protocol)
+            except ValueError as err:
+                raise ValueError(f"volume {vol.name!r}: {err}") from None
+            ref_labels = tissue.segment(hr_arr)
+            tissue_line = tissue.describe()
         for cand in candidates:
             srs, recs, seconds = [], [], 0.0
             for start in range(0, lr.shape[0], batch):
@@ -113,9 +153,17 @@ def evaluate(
                 same = [r for r in out.get("rec", []) if r.shape[-2:] == x.shape[-2:]]
                 if same:
                     recs.append(same[0][:, 0].float())
+            sr = torch.cat(srs)
+            if sr.shape != hr.shape:
+                raise ValueError(f"model {cand.name!r} on volume {vol.name!r}: the SR output has shape "
+                                 f"{tuple(sr.shape)}, the HR slices {tuple(hr.shape)}")
+            sr_arr = undo(sr)
             base = {"model": cand.name, "volume": vol.name, "slices": int(lr.shape[0]),
                     "ms_per_slice": 1000 * seconds / lr.shape[0]}
-            rows.append({**base, "branch": "sr", **evaluate_volume(undo(torch.cat(srs)), undo(hr), protocol)})
+            sr_row = {**base, "branch": "sr", **evaluate_volume(sr_arr, hr_arr, protocol)}
+            if downstream:
+                sr_row.update(downstream_scores(sr_arr, tissue, ref_labels))
+            rows.append(sr_row)
             if recs:
                 rows.append({**base, "branch": "rec", **evaluate_volume(undo(torch.cat(recs)), undo(clean), protocol)})
     summary: dict[str, dict[str, Any]] = {}
@@ -123,18 +171,23 @@ def evaluate(
 
     for cand in candidates:
         h, w = lr.shape[-2:]
+        mine_sr = [r for r in rows if r["model"] == cand.name and r["branch"] == "sr"]
         entry: dict[str, Any] = {
             "source": cand.source, "grid": cand.grid, "params": count_parameters(cand.model),
             "gflops_per_slice": count_flops(cand.model, (1, 1, h, w)) / 1e9,  # convs and matmuls
-            "ms_per_slice": float(np.mean([r["ms_per_slice"] for r in rows if r["model"] == cand.name and r["branch"] == "sr"])),
+            "ms_per_slice": float(np.mean([r["ms_per_slice"] for r in mine_sr])),
         }
         for branch in ("sr", "rec"):
             mine = [{k: r[k] for k in ("psnr", "ssim", "nmse")} for r in rows if r["model"] == cand.name and r["branch"] == branch]
             if mine:
                 entry[branch] = aggregate(mine)
+        if downstream:
+            from iconet.evaluation.downstream import DICE_KEYS
+
+            entry["downstream"] = aggregate([{k: r[k] for k in DICE_KEYS} for r in mine_sr])
         summary[cand.name] = entry
     params = {k: v for k, v in made["params"].items() if k != "seed"}
-    return EvalResult(rows, summary, protocol.describe(), params)
+    return EvalResult(rows, summary, protocol.describe(), params, tissue_line)
 
 
 def markdown_table(result: EvalResult, scale: int) -> str:
@@ -161,4 +214,22 @@ def markdown_table(result: EvalResult, scale: int) -> str:
         lines.append(f"| {n} | {e['params']:,} | {e['gflops_per_slice']:.2f} | {e['ms_per_slice']:.0f} | " + " | ".join(cells) + " |")
     deg = ", ".join(f"{k}={v}" for k, v in result.degradation.items() if v is not None)
     lines += ["", f"Protocol: {result.protocol}.", f"Degradation: {deg}. SR is scored against HR, REC against CLEAN."]
+    with_dice = [n for n in names if "downstream" in result.summary[n]]
+    if with_dice:
+        from iconet.evaluation.downstream import DICE_KEYS
+
+        def best_dice(key: str) -> str | None:
+            vals = {n: result.summary[n]["downstream"][key][0] for n in with_dice}
+            vals = {n: v for n, v in vals.items() if np.isfinite(v)}
+            return max(vals, key=vals.get) if vals else None  # type: ignore[arg-type]
+
+        top = {k: best_dice(k) for k in DICE_KEYS}
+        lines += ["", f"| model (x{scale}) | Dice CSF | Dice GM | Dice WM | mean Dice |", "|---|---:|---:|---:|---:|"]
+        for n in with_dice:
+            cells = []
+            for k in DICE_KEYS:
+                text = format_mean_std(*result.summary[n]["downstream"][k], 4)
+                cells.append(f"**{text}**" if top[k] == n else text)
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines += ["", f"{result.downstream or 'Downstream: tissue Dice against the segmentation of HR'}."]
     return "\n".join(lines)
