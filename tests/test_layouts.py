@@ -119,3 +119,23 @@ def test_empty_and_missing_roots(tmp_path):
     with pytest.raises(ValueError, match="unknown layout"):
         find_cases(tmp_path, "oasis")
     assert isinstance(find_ixi(tmp_path, "T1")[0], Case)
+
+
+def test_find_volumes_takes_the_formats_asked_for_and_skips_hidden_folders(tmp_path):
+    from iconet.data.layouts import VOLUME_FORMATS, find_volumes
+
+    _nii(tmp_path / "a.nii.gz")
+    (tmp_path / "sub").mkdir()
+    np.save(tmp_path / "sub" / "b.npy", np.zeros((4, 4)))
+    (tmp_path / "sub" / "c.PNG").write_bytes(b"")  # endings match whatever the case
+    (tmp_path / "sub" / "d.tiff").write_bytes(b"")
+    _nii(tmp_path / ".ipynb_checkpoints" / "a.nii.gz")
+    (tmp_path / "notes.txt").write_text("not an image")
+    # the plain layout keeps to NIfTI and DICOM unless asked for more
+    assert [c.subject for c in find_plain(tmp_path)] == ["a"]
+    cases = find_volumes(tmp_path, VOLUME_FORMATS)
+    assert [c.subject for c in cases] == ["a", "sub/b", "sub/c", "sub/d"]
+    assert cases[2].images == {"image": tmp_path / "sub" / "c.PNG"}
+    assert [c.subject for c in find_cases(tmp_path, "plain", formats=(".npy",))] == ["sub/b"]
+    with pytest.raises(DataError, match=r"no infer-folder image files \(\*\.h5 or folders of DICOM files\)"):
+        find_volumes(tmp_path, (".h5",), layout="infer")

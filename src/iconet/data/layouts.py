@@ -14,7 +14,11 @@ returns a list of :class:`Case` sorted by subject. Layouts:
                slices × rows × columns); the image key is ``"kspace"``.
 ``plain``      every NIfTI file (``*.nii``, ``*.nii.gz``) and every folder holding DICOM files
                (``*.dcm`` or extension-less files with the ``DICM`` preamble): one case each.
+               ``formats=`` adds other single-file formats (:data:`VOLUME_FORMATS`).
 =============  ==========================================================================
+
+:func:`find_volumes` is the walker behind ``plain``; ``iconet infer`` uses it with every format
+it reads (:data:`VOLUME_FORMATS`) to find the volumes of a folder.
 
 Missing or empty roots and roots without the files asked for raise
 :class:`~iconet.data.errors.DataError` naming the root, the layout and the pattern expected.
@@ -31,6 +35,12 @@ from typing import Any
 from iconet.data.errors import DataError
 
 LAYOUTS: tuple[str, ...] = ("ixi", "brats2021", "hecktor", "fastmri", "plain")
+
+#: single-file formats of the plain layout by default (lower-case name endings)
+NIFTI_FORMATS: tuple[str, ...] = (".nii.gz", ".nii")
+#: every single-file format :func:`~iconet.data.io.read_volume` reads (DICOM files are grouped
+#: into their folder's series instead)
+VOLUME_FORMATS: tuple[str, ...] = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff", ".h5")
 
 _NII = r"\.nii(?:\.gz)?"
 _IXI = re.compile(rf"^(IXI\d+-[A-Za-z]+-\d+)-(T1|T2|PD|MRA){_NII}$")
@@ -191,27 +201,51 @@ def _is_dicom(p: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _nifti_stem(p: Path) -> str:
-    n = p.name
-    return n[: -len(".nii.gz")] if n.lower().endswith(".nii.gz") else n[: -len(".nii")]
+def _stem(p: Path, formats: tuple[str, ...]) -> str:
+    """The file name without the format ending it matched (``.nii.gz`` counts as one)."""
+    low = p.name.lower()
+    for ending in sorted(formats, key=len, reverse=True):
+        if low.endswith(ending):
+            return p.name[: -len(ending)]
+    return p.stem
 
 
-def find_plain(root: str | Path) -> list[Case]:
-    """A plain folder: one case per NIfTI file and per folder of DICOM files.
+def _hidden(p: Path, root: Path) -> bool:
+    """Whether ``p`` or a folder between ``root`` and it is hidden (``.git``, ``.ipynb_checkpoints``)."""
+    return any(part.startswith(".") for part in p.relative_to(root).parts)
 
-    Subjects are paths relative to the root without extension (``"sub1/T1"``, or the DICOM
-    folder's relative path, ``"."`` for the root itself). A DICOM folder holding several
-    series is one case; its ``meta["series_uids"]`` lists them (read one with
-    ``read_volume(folder, series_uid=...)``).
+
+def find_volumes(root: str | Path, formats: Sequence[str] = NIFTI_FORMATS, *, layout: str = "plain") -> list[Case]:
+    """Every volume under ``root``: one case per file of ``formats`` and per folder of DICOM files.
+
+    Args:
+        root: the folder to walk (recursively; hidden files and folders are skipped).
+        formats: lower-case name endings of the single-file volumes to take, e.g.
+            ``(".nii.gz", ".nii")`` (the default) or :data:`VOLUME_FORMATS`.
+        layout: the name used in error messages.
+
+    Returns:
+        Cases sorted by subject, each with ``images == {"image": path}``. The subject is the
+        path relative to ``root`` without its format ending (``"sub1/T1"``), or the DICOM
+        folder's relative path (``"."`` for ``root`` itself). DICOM files (``*.dcm`` or
+        extension-less files with the ``DICM`` preamble) are grouped by folder: a folder
+        holding several series is one case whose ``meta["series_uids"]`` lists them (read one
+        with ``read_volume(folder, series_uid=...)``); ``meta["n_files"]`` counts its files.
+
+    Raises:
+        DataError: ``root`` is missing, not a folder, or holds none of these files.
     """
-    pattern = "*.nii, *.nii.gz or folders of DICOM files"
-    root = _check_root(root, "plain", pattern)
+    formats = tuple(f.lower() for f in formats)
+    listed = ", ".join(f"*{f}" for f in formats)
+    pattern = f"{listed} or folders of DICOM files" if formats else "folders of DICOM files"
+    root = _check_root(root, layout, pattern)
     cases: list[Case] = []
     dicom_dirs: dict[Path, list[Path]] = {}
     for p in _files(root):
-        low = p.name.lower()
-        if low.endswith(".nii") or low.endswith(".nii.gz"):
-            rel = p.relative_to(root).parent / _nifti_stem(p)
+        if _hidden(p, root):
+            continue
+        if p.name.lower().endswith(formats):
+            rel = p.relative_to(root).parent / _stem(p, formats)
             cases.append(Case(rel.as_posix(), {"image": p}))
         elif _is_dicom(p):
             dicom_dirs.setdefault(p.parent, []).append(p)
@@ -222,8 +256,20 @@ def find_plain(root: str | Path) -> list[Case]:
             meta["series_uids"] = uids
         cases.append(Case(folder.relative_to(root).as_posix(), {"image": folder}, None, meta))
     if not cases:
-        raise DataError(root, f"no plain-folder image files ({pattern}) in this folder or below")
+        raise DataError(root, f"no {layout}-folder image files ({pattern}) in this folder or below")
     return sorted(cases, key=lambda c: c.subject)
+
+
+def find_plain(root: str | Path, formats: Sequence[str] = NIFTI_FORMATS) -> list[Case]:
+    """A plain folder: one case per NIfTI file and per folder of DICOM files.
+
+    Subjects are paths relative to the root without extension (``"sub1/T1"``, or the DICOM
+    folder's relative path, ``"."`` for the root itself). A DICOM folder holding several
+    series is one case; its ``meta["series_uids"]`` lists them (read one with
+    ``read_volume(folder, series_uid=...)``). ``formats`` takes other single-file formats too
+    (e.g. :data:`VOLUME_FORMATS`); see :func:`find_volumes`.
+    """
+    return find_volumes(root, formats, layout="plain")
 
 
 def _series_uids(files: list[Path]) -> list[str]:
