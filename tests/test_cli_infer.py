@@ -124,3 +124,67 @@ def test_a_folder_of_volumes_goes_on_past_failures(lr_nifti, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "b.nii.gz"]
     captured = capsys.readouterr()
     assert "2 of 3 volume(s) written" in captured.out and "broken.nii.gz" in captured.err
+
+
+def test_scale_picks_the_shipped_model_of_that_scale(lr_nifti, tmp_path, capsys, monkeypatch):
+    import iconet.hub as hub
+    from test_api import _export_x4
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    export_run(make_run(tmp_path, "edsr"), zoo / "iconet-t1-x2")
+    monkeypatch.setattr(hub, "_zoo_root", lambda: zoo)
+    out = tmp_path / "x4.nii.gz"
+    assert main(["infer", str(lr_nifti), str(out), "--scale", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("iconet: error: no shipped model for x4 (iconet-t1-x4)")
+    assert "shipped models: iconet-t1-x2" in err[0] and "--model DIR works with any exported model" in err[0]
+    assert not out.exists()
+    assert main(["infer", str(lr_nifti), str(tmp_path / "x2.nii.gz")]) == 0  # no --scale: x2
+    assert nib.load(tmp_path / "x2.nii.gz").shape == (180, 216, 4)
+    _export_x4(tmp_path, zoo / "iconet-t1-x4")
+    assert main(["infer", str(lr_nifti), str(out), "--scale", "4"]) == 0
+    assert nib.load(out).shape == (360, 432, 4)
+    assert "edsr x4 (iconet-t1-x4" in nib.load(out).header["descrip"].tobytes().decode()
+
+
+def test_memory_budget_and_tile_options(lr_nifti, tmp_path, capsys):
+    whole = tmp_path / "whole.nii.gz"
+    assert main(["infer", str(lr_nifti), str(whole), "--model", "bicubic", "--memory-budget", "2GiB"]) == 0
+    small = tmp_path / "small.nii.gz"
+    assert main(["infer", str(lr_nifti), str(small), "--model", "bicubic", "--memory-budget", "64KiB"]) == 0
+    a, b = nib.load(whole).get_fdata(), nib.load(small).get_fdata()
+    assert a.shape == b.shape == (180, 216, 4)
+    assert 10 * np.log10(a.max() ** 2 / np.mean((a - b) ** 2)) > 40  # tiled (uint8 output) vs whole
+    for argv, words in [
+        (["--memory-budget", "lots"], "cannot read memory size 'lots'"),
+        (["--memory-budget", "0"], "must be positive"),
+        (["--tile", "-1"], "tile must be >= 0"),
+    ]:
+        assert main(["infer", str(lr_nifti), str(tmp_path / "bad.nii.gz"), "--model", "bicubic", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0]
+        assert not (tmp_path / "bad.nii.gz").exists()
+
+
+def test_a_folder_tree_of_mixed_formats_is_mirrored(lr_nifti, tmp_path, capsys):
+    from iconet.data.io import write_volume
+
+    vol = read_volume(lr_nifti)
+    src = tmp_path / "archive"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.nii.gz").write_bytes(lr_nifti.read_bytes())
+    np.save(src / "sub" / "b.npy", vol.data[..., :2].astype(np.float32))
+    write_volume(vol.with_data(vol.data[..., :1].astype(np.uint8)), src / "sub" / "c.png")
+    write_volume(vol, src / "sub" / "series")  # a DICOM series folder
+    (src / ".ipynb_checkpoints").mkdir()
+    (src / ".ipynb_checkpoints" / "a.nii.gz").write_bytes(lr_nifti.read_bytes())  # hidden: skipped
+    (src / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["infer", str(src), str(out), "--model", "bicubic"]) == 0
+    assert "4 of 4 volume(s) written" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.parent.name != "series") == [
+        "a.nii.gz", "sub", "sub/b.npy", "sub/c.png", "sub/series"]
+    assert np.load(out / "sub" / "b.npy").shape == (180, 216, 2)
+    assert read_volume(out / "sub" / "c.png").shape == (180, 216, 1)
+    assert read_volume(out / "sub" / "series").shape == (180, 216, 4)

@@ -1,18 +1,37 @@
 """iconet: medical image super-resolution with ICONet and honest peers.
 
-Models live in :mod:`iconet.models` (pure ``nn.Module``), data in :mod:`iconet.data`.
+Models live in :mod:`iconet.models` (pure ``nn.Module``), data in :mod:`iconet.data`. The
+public API is imported on first use, so ``import iconet`` stays light::
+
+    import iconet
+    sr = iconet.super_resolve(lr_slice)               # array in, array out (shipped iconet-t1-x2)
+    vol = iconet.super_resolve("scan.nii.gz", scale=4)  # path in, Volume out (shipped iconet-t1-x4)
+    model, info = iconet.load_model("models/my_x2")   # an exported folder or a shipped name
+    iconet.available_models()                         # names of the shipped models
 """
 
 __version__ = "0.1.0"
 
+#: public name → (module, attribute), imported on first access
+_LAZY = {
+    "super_resolve": ("iconet.inference", "super_resolve"),
+    "super_resolve_volume": ("iconet.inference", "super_resolve_volume"),
+    "InferenceOptions": ("iconet.inference", "InferenceOptions"),
+    "load_model": ("iconet.hub", "load_model"),
+    "available_models": ("iconet.hub", "available_models"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
 
 def __getattr__(name: str):  # lazy public API: importing iconet stays light
-    if name == "load_model":
-        from iconet.hub import load_model
+    if name in _LAZY:
+        import importlib
 
-        return load_model
-    if name == "super_resolve":
-        from iconet.inference import super_resolve
-
-        return super_resolve
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'iconet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -44,6 +44,8 @@ FILES: tuple[str, ...] = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, METRICS_FILE)
 
 #: package whose sub-folders are the shipped models
 ZOO_PACKAGE = "iconet.zoo"
+#: shipped ICONet models are named ``<prefix><scale>`` (see :func:`shipped_name`)
+SHIPPED_PREFIX = "iconet-t1-x"
 
 
 @dataclass
@@ -142,6 +144,29 @@ def available_models() -> list[str]:
         if entry.is_dir() and not entry.name.startswith(("_", ".")) and entry.joinpath(WEIGHTS_FILE).is_file():
             names.append(entry.name)
     return sorted(names)
+
+
+def shipped_name(scale: int) -> str:
+    """Name of the shipped ICONet model for ``scale`` (``"iconet-t1-x2"``; T1-weighted MRI)."""
+    return f"{SHIPPED_PREFIX}{int(scale)}"
+
+
+def shipped_model(scale: int, *, hint: str = "") -> str:
+    """The name of the shipped ICONet model for ``scale``, if it is in the zoo.
+
+    Raises:
+        FileNotFoundError: no shipped model of that scale; the one-line message names the
+            shipped models (or says there are none yet) and ends with ``hint`` (what to do
+            instead, e.g. how to pass an exported model).
+    """
+    name = shipped_name(scale)
+    names = available_models()
+    if name in names:
+        return name
+    listed = ", ".join(names) if names else "none yet"
+    raise FileNotFoundError(
+        f"no shipped model for x{scale} ({name}); shipped models: {listed}" + (f". {hint}" if hint else "")
+    )
 
 
 def _zoo_folder(name: str) -> Path:
@@ -288,4 +313,6 @@ __all__ = [
     "check_state_dict",
     "load_model",
     "read_info",
+    "shipped_model",
+    "shipped_name",
 ]

@@ -5,12 +5,48 @@ the two finest axes form the image plane), normalised as the model was trained, 
 the model in batches (optionally in overlapping tiles blended by MONAI's
 ``sliding_window_inference``), restored to the input's intensity range and data type, and
 given the output geometry of DESIGN §6 (``iconet.data.geometry.upscaled_affine``).
+
+Two entry points:
+
+* :func:`super_resolve` — for notebooks and scripts: an array, a :class:`Volume` or a path in,
+  the same kind out; the model is a shipped name, an exported folder or an instance (default:
+  the shipped ICONet of ``scale``).
+* :func:`super_resolve_volume` — the engine: a model instance and a volume in, ``{"sr": Volume,
+  "rec": Volume}`` out. ``super_resolve(model, volume, grid=...)`` (model first) still calls it.
+
+Tiling from a memory budget
+---------------------------
+Unless a tile is forced, slices are tiled only when one forward pass would not fit
+``memory_budget_bytes``. The memory of a forward pass is modelled as
+``fixed + batch × HR pixels × bytes_per_pixel`` and measured once per model, device and
+precision (:func:`estimate_memory`): the model runs on two small probe inputs
+(:data:`PROBE_SIDES` LR pixels square on a CPU, :data:`CUDA_PROBE_SIDES` on a GPU; batch 1,
+``torch.inference_mode``, the same autocast) and the slope between the two peaks is the bytes per HR output pixel; what does not grow
+with the image (autocast weight copies, C×C attention maps) is the fixed part. The peak is
+read from the CUDA caching allocator (``torch.cuda.max_memory_allocated``) on a GPU. A CPU has
+no such counter, so there the peak is the largest total size of the tensor storages alive
+at any moment of the forward pass, tracked op by op with a ``TorchDispatchMode`` — a
+measurement of the tensors, not of the process: oneDNN scratch buffers, allocator slack and
+the Python heap are not in it (the process's resident set grew by 1.33x the estimate for
+ICONet and 1.2x for EDSR at 256² LR, 0.96x for SwinIR at 128² LR, batch 4, on a 2-core CPU;
+the default CPU budget keeps a 4x margin to the available RAM). On an H200 the allocator's peak was 0.93-1.02x the estimate
+for ICONet and EDSR, fp32 and bf16, from 256² LR on. Tiled inference adds MONAI's whole-slice
+accumulators (8 bytes per HR pixel per slice, :data:`ACCUMULATOR_BYTES`), counted too.
+
+Tiles on the k-space grid: the whole slice's last HR row and column interpolate between its
+last and first LR pixels (the grid is periodic); tiles see the same neighbours because a
+tiled slice is first padded circularly by :data:`KSPACE_MARGIN` LR pixels (and cropped back).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import math
+import os
+import re
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +60,23 @@ PLANES = ("axial", "coronal", "sagittal")
 #: world axis (RAS) perpendicular to each named plane
 _PLANE_NORMAL = {"sagittal": 0, "coronal": 1, "axial": 2}
 
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+#: LR sides of the two square probe inputs of :func:`estimate_memory` on a CPU
+PROBE_SIDES = (32, 64)
+#: and on a GPU: cuDNN picks other algorithms (with other workspaces) for larger inputs; on an
+#: H200 ICONet's fp32 peak per pixel was 1.32x larger from 256² LR on than at 32-64² LR
+CUDA_PROBE_SIDES = (128, 256)
+#: automatic tiles are at least this many LR pixels on a side (smaller ones mostly compute overlap)
+MIN_TILE = 32
+#: automatic tile sides are multiples of this (and of the model's ``size_multiple``)
+TILE_STEP = 8
+#: bytes per HR pixel per slice of MONAI's float32 accumulators when tiling (output + weights)
+ACCUMULATOR_BYTES = 8
+#: LR pixels of circular padding around a slice tiled on the k-space grid (see ``_run``)
+KSPACE_MARGIN = 16
+#: the default budget on a CPU is at most this (and at most a quarter of the available RAM)
+CPU_BUDGET_CAP = 2 * GiB
+
 
 @dataclass
 class InferenceOptions:
@@ -34,9 +87,14 @@ class InferenceOptions:
             along, or ``None`` for the plane of the two finest axes.
         batch: slices per forward pass.
         tile: LR tile side for sliding-window inference, ``None`` for automatic (tiles only
-            when a slice's HR output exceeds ``max_hr_pixels``), 0 to never tile.
+            when a batch of whole slices would not fit ``memory_budget_bytes``, and then the
+            largest tile that fits; see the module docstring), 0 to never tile.
         overlap: fraction of overlap between tiles.
-        max_hr_pixels: automatic tiling threshold (HR pixels of one slice).
+        memory_budget_bytes: memory one forward pass may use when the tile is chosen
+            automatically: bytes, or a size such as ``"512MiB"`` or ``"2GiB"``
+            (:func:`parse_size`). ``None``: :func:`default_memory_budget` of the model's device
+            (a quarter of the free GPU memory; on a CPU a quarter of the available RAM, at
+            most 2 GiB).
         device: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when available).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 only on CUDA).
         save_rec: also return the reconstruction (artifact-free) output at the input's size.
@@ -46,7 +104,7 @@ class InferenceOptions:
     batch: int = 8
     tile: int | None = None
     overlap: float = 0.25
-    max_hr_pixels: int = 2048 * 2048
+    memory_budget_bytes: int | str | None = None
     device: str = "cpu"
     precision: str = "fp32"
     save_rec: bool = False
@@ -58,12 +116,271 @@ class InferenceOptions:
             raise ValueError(f"tile must be >= 0, got {self.tile}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.memory_budget_bytes is not None:
+            self.memory_budget_bytes = parse_size(self.memory_budget_bytes)
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if isinstance(self.plane, str) and self.plane not in PLANES:
             raise ValueError(f"plane must be one of {PLANES} or an axis 0-2, got {self.plane!r}")
         if isinstance(self.plane, int) and self.plane not in (0, 1, 2):
             raise ValueError(f"plane axis must be 0, 1 or 2, got {self.plane}")
+
+
+# --------------------------------------------------------------------------- memory budget
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+_UNITS = {
+    "": 1, "b": 1,
+    "k": KiB, "kib": KiB, "kb": 1000,
+    "m": MiB, "mib": MiB, "mb": 1000**2,
+    "g": GiB, "gib": GiB, "gb": 1000**3,
+    "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
+}
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes of a size: an int, or text such as ``"512MiB"``, ``"2GiB"``, ``"1.5G"``, ``"4096"``.
+
+    ``KiB``/``MiB``/``GiB``/``TiB`` and the bare ``K``/``M``/``G``/``T`` are powers of 1024;
+    ``kB``/``MB``/``GB``/``TB`` are powers of 1000 (case does not matter). The size must be > 0.
+    """
+    if isinstance(size, bool):
+        raise ValueError(f"a memory size must be bytes or text such as '2GiB', got {size!r}")
+    if isinstance(size, (int, np.integer)):
+        value = int(size)
+    elif isinstance(size, str):
+        m = _SIZE.fullmatch(size)
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise ValueError(f"cannot read memory size {size!r}; write e.g. 512MiB, 2GiB or 4096 (bytes)")
+        value = int(float(m.group(1)) * _UNITS[unit])
+    else:
+        raise ValueError(f"a memory size must be bytes or text such as '2GiB', got {type(size).__name__}")
+    if value <= 0:
+        raise ValueError(f"a memory size must be positive, got {size!r}")
+    return value
+
+
+def format_size(n: float) -> str:
+    """``1610612736`` → ``"1.5 GiB"`` (binary units)."""
+    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if abs(n) >= factor:
+            return f"{n / factor:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def _available_ram() -> int | None:
+    """Bytes of RAM available to new allocations (``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * KiB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def default_memory_budget(device: torch.device | str = "cpu") -> int:
+    """The default memory budget of one forward pass on ``device``, in bytes.
+
+    CUDA: a quarter of the device's free memory now (``torch.cuda.mem_get_info``; the weights
+    are already resident, so this is for activations). CPU: a quarter of the available RAM
+    (``MemAvailable`` of ``/proc/meminfo``, else ``os.sysconf``), at most
+    :data:`CPU_BUDGET_CAP` (2 GiB) so that results do not depend on how much RAM is free on
+    ordinary machines; 2 GiB where the available RAM cannot be read.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return max(int(free) // 4, 1)
+    avail = _available_ram()
+    return CPU_BUDGET_CAP if avail is None else max(min(CPU_BUDGET_CAP, avail // 4), 1)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory of one forward pass, as ``fixed_bytes + batch × HR pixels × bytes_per_pixel``.
+
+    Attributes:
+        bytes_per_pixel: activation bytes per HR output pixel of one slice (the slope
+            between the two probes of :func:`estimate_memory`).
+        fixed_bytes: the part that does not grow with the image (autocast weight copies,
+            C×C attention maps, ...).
+        method: ``"cuda-allocator"`` (``torch.cuda.max_memory_allocated``) or
+            ``"live-tensors"`` (largest total of live tensor storages, tracked op by op).
+        device: the device type measured on (``"cuda"``, ``"cpu"``).
+        precision: the autocast precision measured with.
+    """
+
+    bytes_per_pixel: float
+    fixed_bytes: float
+    method: str
+    device: str
+    precision: str
+
+    def peak(self, batch: int, hr_pixels: int) -> float:
+        """Estimated peak bytes of a forward pass of ``batch`` slices of ``hr_pixels`` HR pixels."""
+        return self.fixed_bytes + batch * hr_pixels * self.bytes_per_pixel
+
+
+class _LiveTensors:
+    """Peak total size of the tensor storages alive during a block of code (any device).
+
+    A ``TorchDispatchMode`` sees every ATen op: each storage an op returns that is not known
+    yet is counted; after each op, storages no longer referenced are dropped. Storages that
+    existed before the block (weights, the input) are not counted.
+    """
+
+    def __init__(self) -> None:
+        from torch.multiprocessing.reductions import StorageWeakRef
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        tracker = self
+        self.live: dict[int, tuple[Any, int]] = {}
+        self.current = 0
+        self.peak = 0
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+                out = func(*args, **(kwargs or {}))
+                for t in tree_flatten(out)[0]:
+                    if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                        storage = t.untyped_storage()
+                        ref = StorageWeakRef(storage)
+                        if ref.cdata not in tracker.live:
+                            tracker.live[ref.cdata] = (ref, storage.nbytes())
+                            tracker.current += storage.nbytes()
+                tracker.peak = max(tracker.peak, tracker.current)
+                for key in [k for k, (r, _) in tracker.live.items() if r.expired()]:
+                    tracker.current -= tracker.live.pop(key)[1]
+                return out
+
+        self.mode = Mode()
+
+    def __enter__(self) -> _LiveTensors:
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.mode.__exit__(*exc)
+
+
+def _probe_peak(model: SRModel, side: int, device: torch.device, precision: str) -> int:
+    """Peak bytes (above what was allocated before) of one forward pass on a ``side²`` LR input."""
+    use_amp = precision != "fp32"
+    amp_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, model.in_channels, side, side, generator=gen).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            out = model(x)
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device) - base
+            del out
+            return int(peak)
+        with _LiveTensors() as live:
+            out = model(x)
+            del out
+        return live.peak
+
+
+#: model → {(device, precision): MemoryEstimate}; weak, so that a model can be freed
+_ESTIMATES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[str, str], MemoryEstimate]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def estimate_memory(model: SRModel, *, precision: str = "fp32") -> MemoryEstimate:
+    """Measure the forward-pass memory of ``model`` on its device (once; later calls are cached).
+
+    The model runs on two square LR probes of :data:`PROBE_SIDES` pixels on a CPU,
+    :data:`CUDA_PROBE_SIDES` on a GPU (batch 1, under
+    ``torch.inference_mode`` and the autocast of ``precision``, channels-last as
+    :func:`super_resolve_volume` feeds it); the peak of each is read from the CUDA allocator
+    (``max_memory_allocated``, whose peak counter this resets) or, on a CPU, tracked as the
+    largest total of live tensor storages (see the module docstring for what that leaves out).
+    ``bytes_per_pixel`` is the slope between the two peaks per HR pixel; ``fixed_bytes`` is
+    the rest. For a convolutional network the peak is linear in the pixels, so the estimate
+    extrapolates to large tiles; the T2Net peer's chunked all-pairs attention is linear in
+    memory too.
+    """
+    device = _device_of(model)
+    key = (str(device), precision)
+    cached = _ESTIMATES.setdefault(model, {})
+    if key in cached:
+        return cached[key]
+    m = max(int(getattr(model, "size_multiple", 1)), 1)
+    probe = CUDA_PROBE_SIDES if device.type == "cuda" else PROBE_SIDES
+    sides = [math.ceil(side / m) * m for side in probe]
+    if sides[1] <= sides[0]:
+        sides[1] = 2 * sides[0]
+    if device.type == "cuda":  # lazy library workspaces (cuBLAS, cuDNN) must not land in one probe only
+        _probe_peak(model, sides[0], device, precision)
+    peaks = [_probe_peak(model, side, device, precision) for side in sides]
+    pixels = [(side * model.scale) ** 2 for side in sides]
+    slope = (peaks[1] - peaks[0]) / (pixels[1] - pixels[0])
+    if slope <= 0:  # nothing grows with the image (or the counter is too coarse): be pessimistic
+        slope = peaks[1] / pixels[1]
+    fixed = max(peaks[1] - slope * pixels[1], 0.0)
+    method = "cuda-allocator" if device.type == "cuda" else "live-tensors"
+    est = MemoryEstimate(float(slope), float(fixed), method, device.type, precision)
+    cached[key] = est
+    return est
+
+
+def activation_bytes_per_pixel(model: SRModel, *, precision: str = "fp32") -> float:
+    """Peak activation bytes per HR output pixel of ``model`` (see :func:`estimate_memory`)."""
+    return estimate_memory(model, precision=precision).bytes_per_pixel
+
+
+def choose_tile(
+    h: int,
+    w: int,
+    *,
+    scale: int,
+    batch: int,
+    estimate: MemoryEstimate,
+    budget: int,
+    size_multiple: int = 1,
+    save_rec: bool = False,
+) -> int:
+    """The LR tile side for slices of ``h × w`` LR pixels: 0 (whole slices) when a batch of
+    whole slices fits ``budget``, else the largest tile that does.
+
+    A tile of side ``t`` covers ``min(t, h) × min(t, w)`` LR pixels; it fits when
+    ``estimate.peak(batch, that × scale²)`` plus MONAI's whole-slice accumulators
+    (:data:`ACCUMULATOR_BYTES` per HR pixel per slice, and per LR pixel with ``save_rec``,
+    counted with the k-space grid's circular margin of :data:`KSPACE_MARGIN`) is within ``budget``. Sides are multiples of ``size_multiple`` and of :data:`TILE_STEP`, at
+    least :data:`MIN_TILE` — used even when the budget cannot hold it (the smallest honest
+    tile; a smaller one would mostly compute its overlap).
+    """
+    s2 = scale * scale
+    if estimate.peak(batch, h * w * s2) <= budget:
+        return 0
+    step = math.lcm(max(int(size_multiple), 1), TILE_STEP)
+    smallest = math.ceil(MIN_TILE / step) * step
+    padded = (h + 2 * KSPACE_MARGIN) * (w + 2 * KSPACE_MARGIN)  # k-space grid: circular margin
+    accumulators = batch * ACCUMULATOR_BYTES * padded * (s2 + (1 if save_rec else 0))
+    best, t = smallest, smallest
+    while t < max(h, w):
+        if estimate.peak(batch, min(t, h) * min(t, w) * s2) + accumulators > budget:
+            break
+        best = t
+        t += step
+    return best
 
 
 def slice_axis(volume: Volume, plane: str | int | None) -> int:
@@ -94,22 +411,52 @@ def _windows(model: SRModel, save_rec: bool) -> Callable[[torch.Tensor], dict[st
     return predict
 
 
-def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions) -> dict[str, torch.Tensor]:
-    """Forward ``x (B, C, h, w)``, tiled when asked or when the output would be too large."""
+def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions, tile: int, grid: str = "centre") -> dict[str, torch.Tensor]:
+    """Forward ``x (B, C, h, w)``, in overlapping tiles of ``tile`` LR pixels (0: whole).
+
+    On the k-space grid the last HR row and column of a whole slice lie between the slice's
+    last and first LR pixels (the grid is periodic, like the FFT). A tile would wrap within
+    itself instead, so the slice is first extended by :data:`KSPACE_MARGIN` LR pixels of
+    circular padding, and the output cropped back: tiles at the border then see the same
+    neighbours as the whole slice.
+    """
     predict = _windows(model, opts.save_rec)
     h, w = x.shape[-2:]
-    tile = opts.tile
-    if tile is None:
-        tile = 256 if h * w * model.scale**2 > opts.max_hr_pixels else 0
     if tile == 0 or (tile >= h and tile >= w):
         return predict(x)
     from monai.inferers import sliding_window_inference  # lazy: only when tiling
 
+    pad = min(KSPACE_MARGIN, h - 1, w - 1) if grid == "kspace" else 0
+    if pad:
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="circular")
+    ph, pw = x.shape[-2:]
     # Overlap in whole LR pixels keeps every tile on the same sampling grid.
-    return sliding_window_inference(
-        x, roi_size=(min(tile, h), min(tile, w)), sw_batch_size=x.shape[0], predictor=predict,
+    out = sliding_window_inference(
+        x, roi_size=(min(tile, ph), min(tile, pw)), sw_batch_size=x.shape[0], predictor=predict,
         overlap=opts.overlap, mode="gaussian", padding_mode="replicate",
     )
+    if not pad:
+        return out
+    cropped = {}
+    for key, t in out.items():
+        f = t.shape[-1] // pw  # s for "sr", 1 for "rec"
+        cropped[key] = t[..., f * pad : f * (pad + h), f * pad : f * (pad + w)]
+    return cropped
+
+
+def resolve_tile(model: SRModel, h: int, w: int, batch: int, opts: InferenceOptions) -> int:
+    """The LR tile side :func:`super_resolve_volume` uses for slices of ``h × w`` (0: whole):
+    ``opts.tile`` when set, else :func:`choose_tile` from :func:`estimate_memory` and the
+    memory budget (``opts.memory_budget_bytes`` or :func:`default_memory_budget`)."""
+    tile = opts.tile
+    if tile is None:
+        budget = opts.memory_budget_bytes
+        if budget is None:
+            budget = default_memory_budget(_device_of(model))
+        est = estimate_memory(model, precision=opts.precision)
+        tile = choose_tile(h, w, scale=model.scale, batch=batch, estimate=est, budget=int(budget),
+                           size_multiple=getattr(model, "size_multiple", 1), save_rec=opts.save_rec)
+    return 0 if tile >= h and tile >= w else tile
 
 
 def _batches(slices: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -127,7 +474,7 @@ def restore_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 @torch.inference_mode()
-def super_resolve(
+def super_resolve_volume(
     model: SRModel,
     volume: Volume | np.ndarray,
     *,
@@ -153,13 +500,14 @@ def super_resolve(
     Returns:
         ``{"sr": Volume}`` (shape ``s×`` along the two in-plane axes, spacing ``d/s``) and, with
         ``options.save_rec``, ``"rec"``: the reconstruction at the input's geometry. Output
-        dtype is the input's (integers clipped to their range).
+        dtype is the input's (integers clipped to their range). ``sr.meta["iconet_tile"]`` is
+        the LR tile side used (0: whole slices).
     """
     opts = options or InferenceOptions()
     vol = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
     if model.in_channels != 1:
         raise ValueError(f"the model takes {model.in_channels} channels; a volume gives slices of 1 channel")
-    device = next(model.parameters(), torch.empty(0)).device
+    device = _device_of(model)
     axis = slice_axis(vol, opts.plane)
     norm_cfg = normalization or NormalizeConfig()
     if norm_cfg.clip is None or norm_cfg.clip:
@@ -172,11 +520,12 @@ def super_resolve(
     rec = np.empty_like(slices) if opts.save_rec else None
     use_amp = opts.precision != "fp32"
     amp_dtype = torch.bfloat16 if opts.precision == "bf16" else torch.float16
+    tile = resolve_tile(model, slices.shape[1], slices.shape[2], min(opts.batch, slices.shape[0]), opts)
     for start, chunk in _batches(slices, opts.batch):
         x = torch.from_numpy(np.ascontiguousarray(chunk)).unsqueeze(1).to(device)
         x = x.contiguous(memory_format=torch.channels_last)  # matches a channels_last model
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            out = _run(model, x, opts)
+            out = _run(model, x, opts, tile, grid)
         sr[start : start + len(chunk)] = out["sr"].float().squeeze(1).cpu().numpy()
         if rec is not None:
             rec[start : start + len(chunk)] = out["rec"].float().squeeze(1).cpu().numpy()
@@ -189,8 +538,164 @@ def super_resolve(
     result = {
         "sr": vol.with_data(restore_dtype(np.moveaxis(denormalize(sr, norm), 0, axis), dtype), affine,
                             derived_from=str(vol.source) if vol.source else None,
-                            iconet_scale=s, iconet_grid=grid, iconet_axis=axis)
+                            iconet_scale=s, iconet_grid=grid, iconet_axis=axis, iconet_tile=tile)
     }
     if rec is not None:
         result["rec"] = vol.with_data(restore_dtype(np.moveaxis(denormalize(rec, norm), 0, axis), dtype))
     return result
+
+
+# --------------------------------------------------------------------------- notebook API
+
+
+def _load(model: str | os.PathLike[str] | None, scale: int | None, device: str) -> tuple[SRModel, Any]:
+    """``(model, ModelInfo)`` for a shipped name, an exported folder, or ``None`` (shipped ICONet)."""
+    from iconet.hub import load_model, shipped_model
+    from iconet.runtime import resolve_device
+
+    if model is None:
+        model = shipped_model(scale or 2, hint="Pass model= an exported model folder (iconet export) "
+                                              "or a model instance; any exported model works")
+    net, info = load_model(model, device=resolve_device(device))
+    return net.to(memory_format=torch.channels_last), info
+
+
+def _as_volume(
+    image: Any, spacing: Sequence[float] | None, affine: np.ndarray | None
+) -> tuple[Volume, str]:
+    """``(volume, kind)``: kind ``"volume"`` (Volume or path in, Volume out), ``"2d"`` or ``"3d"``
+    (array in, array out)."""
+    if isinstance(image, (str, os.PathLike, Volume)):
+        if spacing is not None or affine is not None:
+            raise ValueError("spacing= and affine= only apply to arrays; a Volume or a file carries its geometry")
+        if isinstance(image, Volume):
+            return image, "volume"
+        from iconet.data.io import read_volume
+
+        return read_volume(image), "volume"
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    array = np.asarray(image)
+    if array.ndim not in (2, 3) or 0 in array.shape:
+        raise ValueError(f"expected a 2-D slice (H, W) or a 3-D volume (I, J, K), got an array of shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)) or array.dtype == np.bool_:
+        raise ValueError(f"expected a real-valued image, got dtype {array.dtype}")
+    if spacing is not None and affine is not None:
+        raise ValueError("give spacing= or affine=, not both (an affine holds the spacing)")
+    if spacing is not None:
+        spacing = [float(v) for v in spacing]
+        if len(spacing) != array.ndim or min(spacing) <= 0:
+            raise ValueError(f"spacing must be {array.ndim} positive voxel sizes (mm), got {spacing}")
+        affine = np.diag([*spacing, *([1.0] * (3 - len(spacing))), 1.0])
+    return Volume(array, np.eye(4) if affine is None else affine), "2d" if array.ndim == 2 else "3d"
+
+
+def super_resolve(
+    volume: Volume | np.ndarray | str | os.PathLike[str] | SRModel,
+    model: SRModel | str | os.PathLike[str] | Volume | np.ndarray | None = None,
+    *,
+    scale: int | None = None,
+    spacing: Sequence[float] | None = None,
+    affine: np.ndarray | None = None,
+    device: str = "auto",
+    grid: str | None = None,
+    normalization: NormalizeConfig | dict[str, Any] | None = None,
+    options: InferenceOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    **option_fields: Any,
+) -> Any:
+    """Super-resolve a slice, a volume or a scan file with a shipped or exported model.
+
+    Args:
+        volume: what to super-resolve:
+
+            * a 2-D array ``(H, W)`` — one slice; returns an array ``(s·H, s·W)``;
+            * a 3-D array ``(I, J, K)`` — a stack, cut into slices along the coarsest axis of
+              ``spacing`` (the last axis when all are equal, or ``plane=``); returns an array
+              ``s×`` larger along the two other axes;
+            * a :class:`~iconet.data.volume.Volume` or a file path (NIfTI, DICOM file or series
+              folder, PNG/TIFF/NPY, read with :func:`~iconet.data.io.read_volume`) — returns a
+              Volume at the SR geometry (spacing ``d/s`` in-plane, DESIGN §6), ready for
+              :func:`~iconet.data.io.write_volume`.
+
+            Intensities come back in the input's units and dtype (integers rounded and clipped).
+        model: ``None`` for the shipped ICONet of ``scale`` (``"iconet-t1-x2"``,
+            ``"iconet-t1-x4"``; a ``FileNotFoundError`` names the shipped models when that one
+            is not there), a shipped name, an exported model folder (``iconet export``), or an
+            :class:`~iconet.models.base.SRModel` instance (used on its own device).
+        scale: the upscaling factor: picks the shipped model when ``model`` is ``None``
+            (default 2); otherwise checked against the model's.
+        spacing: voxel sizes in mm of an array input (2 or 3 values; they decide the slice axis
+            of a 3-D array). ``affine``: or its full ``(4, 4)`` voxel-to-world matrix.
+        device: where a model loaded by name or folder runs: ``"auto"`` (CUDA when available),
+            ``"cpu"`` or ``"cuda"``.
+        grid: sampling grid (``"kspace"``/``"centre"``); default: the exported model's, or the
+            instance's ``cfg.grid``.
+        normalization: the training normalisation (NormalizeConfig or its dict); default: the
+            exported model's, else MRI percentile.
+        options: an :class:`InferenceOptions`; its fields can also be passed as keywords
+            (``plane=``, ``batch=``, ``tile=``, ``memory_budget_bytes="2GiB"``,
+            ``precision=``, ...), which override ``options``.
+        progress: called with the number of slices done after each batch.
+
+    Returns:
+        An array for an array input, a Volume for a Volume or path input. With ``model`` an
+        instance and ``volume`` given first the old way — ``super_resolve(model, volume,
+        grid=...)`` — this is :func:`super_resolve_volume` and returns its dict.
+
+    Example::
+
+        import numpy as np, iconet
+        lr = np.load("slice.npy")                               # (128, 128) float32
+        sr = iconet.super_resolve(lr)                           # (256, 256), shipped iconet-t1-x2
+        sr4 = iconet.super_resolve(lr, scale=4)                 # (512, 512), shipped iconet-t1-x4
+        vol = iconet.super_resolve("scan.nii.gz", "models/my_x2", memory_budget_bytes="1GiB")
+    """
+    if isinstance(volume, torch.nn.Module):  # the engine's signature: super_resolve(model, volume, grid=...)
+        if option_fields or scale is not None or spacing is not None or affine is not None:
+            unexpected = [*option_fields, *(k for k, v in (("scale", scale), ("spacing", spacing),
+                                                           ("affine", affine)) if v is not None)]
+            raise TypeError(f"super_resolve(model, volume, ...) takes grid=, normalization=, options=, "
+                            f"progress=; got {', '.join(unexpected)}")
+        if grid is None:
+            raise TypeError("super_resolve(model, volume, ...) needs grid= (the model's sampling grid)")
+        if isinstance(normalization, dict):
+            normalization = _normalization(normalization)
+        return super_resolve_volume(volume, model, grid=grid, normalization=normalization,  # type: ignore[arg-type]
+                                    options=options, progress=progress)
+    if isinstance(model, (Volume, np.ndarray)):
+        raise TypeError("super_resolve(volume, model): the image comes first")
+    opts = options or InferenceOptions()
+    if option_fields:
+        opts = replace(opts, **option_fields)
+    if opts.save_rec:
+        raise ValueError("save_rec: super_resolve returns the SR image only; "
+                         "super_resolve_volume(model, volume, grid=..., options=...) returns the reconstruction too")
+    if model is None or isinstance(model, (str, os.PathLike)):
+        net, info = _load(model, scale, device)
+        grid = grid or info.grid
+        if normalization is None and info.normalization:
+            normalization = info.normalization
+    elif isinstance(model, torch.nn.Module):
+        net = model
+        grid = grid or getattr(getattr(net, "cfg", None), "grid", None) or "kspace"
+    else:
+        raise TypeError(f"model must be None, a shipped name, a model folder or an SRModel, got {type(model).__name__}")
+    if scale is not None and net.scale != scale:
+        raise ValueError(f"the model upscales x{net.scale}, but scale={scale} was asked")
+    if isinstance(normalization, dict):
+        normalization = _normalization(normalization)
+    vol, kind = _as_volume(volume, spacing, affine)
+    if kind == "2d":
+        opts = replace(opts, plane=2)  # a slice has one plane
+    out = super_resolve_volume(net, vol, grid=grid, normalization=normalization, options=opts, progress=progress)
+    sr = out["sr"]
+    if kind == "volume":
+        return sr
+    return sr.data[:, :, 0] if kind == "2d" else sr.data
+
+
+def _normalization(cfg: dict[str, Any]) -> NormalizeConfig:
+    from iconet.config import from_dict
+
+    return from_dict(NormalizeConfig, cfg, "normalization")

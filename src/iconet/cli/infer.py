@@ -2,9 +2,14 @@
 
 INPUT is a NIfTI, DICOM file, DICOM series folder, PNG/TIFF or NPY; OUTPUT gets the format its
 extension names (a path without extension, for a DICOM input, is a new DICOM series folder).
-A folder INPUT holding volumes (not a single DICOM series) is processed file by file into the
-folder OUTPUT; a failing file is reported and skipped, and the exit status is 1 if any failed.
-Under ``torchrun`` each rank takes its share of the files.
+A folder INPUT holding volumes (not a single DICOM series) is processed volume by volume into
+the folder OUTPUT, sub-folders included (the same relative paths; a DICOM series among the
+files of INPUT itself becomes OUTPUT/<INPUT name>); a failing volume is reported and skipped,
+and the exit status is 1 if any failed. Under ``torchrun`` each rank takes its share.
+
+Without --model, the shipped ICONet of --scale (iconet-t1-x2, iconet-t1-x4) is used. Slices are
+tiled only when a batch of whole slices would not fit --memory-budget (measured per model,
+see iconet.inference); --tile forces a tile side, --tile 0 never tiles.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from iconet.cli import UserError
+from iconet.data.layouts import VOLUME_FORMATS
 
-#: extensions of single-file volumes found in a dataset folder
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff", ".h5", ".dcm")
 #: files that make a folder a data set rather than one DICOM series (whose files are .dcm or bare)
-NON_DICOM_SUFFIXES = tuple(s for s in VOLUME_SUFFIXES if s != ".dcm")
+NON_DICOM_SUFFIXES = VOLUME_FORMATS
 PEERS = ("bicubic", "zerofill")
+NO_SHIPPED_HINT = "--model DIR works with any exported model (iconet export); --model bicubic interpolates"
 
 
 def add_parser(sub: Any) -> None:
@@ -36,9 +41,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("output", type=Path, metavar="OUTPUT")
     p.add_argument("--model", default=None, metavar="DIR_OR_NAME",
                    help="exported model folder, shipped model name, or a parameter-free peer "
-                        "(bicubic, zerofill); default: the shipped ICONet for --scale, else bicubic")
+                        "(bicubic, zerofill); default: the shipped ICONet of --scale (iconet-t1-x<scale>)")
     p.add_argument("--scale", type=int, choices=(2, 4, 8), default=None,
-                   help="upscaling factor (default: the model's; 2 for the peers)")
+                   help="upscaling factor: picks the shipped model when --model is not given "
+                        "(default 2); otherwise checked against the model's")
     p.add_argument("--grid", choices=("kspace", "centre"), default="kspace",
                    help="sampling grid for the parameter-free peers (exported models carry theirs)")
     p.add_argument("--plane", default=None, help="axial, coronal, sagittal or an axis 0-2 "
@@ -46,7 +52,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--batch", type=int, default=8, help="slices per forward pass")
-    p.add_argument("--tile", type=int, default=None, help="LR tile side (0: never tile; default: automatic)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="LR tile side (0: never tile; default: the largest tile that fits --memory-budget)")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="memory one forward pass may use when choosing tiles, e.g. 512MiB, 2GiB "
+                        "(default: a quarter of the free GPU memory; on a CPU a quarter of the "
+                        "available RAM, at most 2GiB)")
     p.add_argument("--save-rec", action="store_true", help="also write the reconstruction (artifact-free) output")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.set_defaults(func=run)
@@ -67,18 +78,8 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     from iconet.runtime import resolve_device
 
     device = resolve_device(args.device)
-    name = args.model
+    name = model_name(args)
     scale = args.scale or 2
-    if name is None:
-        from iconet.hub import available_models
-
-        default = f"iconet-t1-x{scale}"
-        if default in available_models():
-            name = default
-        else:
-            print(f"iconet: notice: no shipped ICONet model for x{scale} yet; using bicubic "
-                  f"interpolation on the {args.grid} grid", file=sys.stderr)
-            name = "bicubic"
     if name in PEERS:
         from iconet.models import build_model
 
@@ -92,6 +93,25 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         raise UserError(f"model {name} upscales x{model.scale}, but --scale {args.scale} was asked")
     norm = from_dict(NormalizeConfig, info.normalization) if info.normalization else NormalizeConfig()
     return model, info.grid, norm, f"iconet {info.name} x{model.scale} ({name}, step {info.step})"
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """``--model``, or the shipped ICONet of ``--scale`` (a one-line error naming the shipped
+    models when there is none of that scale)."""
+    if args.model is not None:
+        return args.model
+    from iconet.hub import shipped_model
+
+    return shipped_model(args.scale or 2, hint=NO_SHIPPED_HINT)
+
+
+def options(args: argparse.Namespace) -> Any:
+    """The :class:`~iconet.inference.InferenceOptions` asked for (bad values: ValueError)."""
+    from iconet.inference import InferenceOptions
+
+    return InferenceOptions(plane=_plane(args.plane), batch=args.batch, tile=args.tile,
+                            memory_budget_bytes=args.memory_budget, precision=args.precision,
+                            save_rec=args.save_rec)
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -126,15 +146,14 @@ def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: st
     from tqdm import tqdm
 
     from iconet.data.io import read_volume, write_volume
-    from iconet.inference import InferenceOptions, slice_axis, super_resolve
+    from iconet.inference import slice_axis, super_resolve_volume
 
     volume = read_volume(src)
-    opts = InferenceOptions(plane=_plane(args.plane), batch=args.batch, tile=args.tile,
-                            precision=args.precision, save_rec=args.save_rec)
+    opts = options(args)
     n = volume.shape[slice_axis(volume, opts.plane)]
     with tqdm(total=n, desc=src.name, unit="slice", disable=None, leave=False) as bar:
-        out = super_resolve(model, volume, grid=grid, normalization=norm, options=opts,
-                            progress=lambda done: bar.update(done - bar.n))
+        out = super_resolve_volume(model, volume, grid=grid, normalization=norm, options=opts,
+                                   progress=lambda done: bar.update(done - bar.n))
     targets = [(out["sr"], dst)] + ([(out["rec"], _rec_path(dst))] if "rec" in out else [])
     for vol, path in targets:
         if path.exists() and args.overwrite:
@@ -142,16 +161,22 @@ def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: st
         write_volume(vol, path, reference=volume, description=description)
 
 
-def _dataset_files(folder: Path) -> list[Path]:
-    """Volumes in a dataset folder: single files, and sub-folders holding a DICOM series."""
+def _dataset_files(folder: Path) -> list[tuple[Path, Path]]:
+    """``(volume, relative output path)`` of every volume under a dataset folder: the files
+    :func:`~iconet.data.layouts.find_volumes` finds with every format iconet reads, and each
+    folder of DICOM files (one of INPUT itself is named after INPUT)."""
+    from iconet.data.errors import DataError
+    from iconet.data.layouts import find_volumes
+
+    try:
+        cases = find_volumes(folder, VOLUME_FORMATS, layout="infer")
+    except DataError:
+        return []
     items = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES):
-            items.append(p)
-        elif p.is_dir() and any(q.is_file() for q in p.iterdir()):
-            items.append(p)
+    for case in cases:
+        path = case.images["image"]
+        rel = path.relative_to(folder)
+        items.append((path, rel if rel.parts else Path(folder.resolve().name)))
     return items
 
 
@@ -169,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{src}: input not found")
     if src.resolve() == dst.resolve():
         raise UserError(f"{dst}: output would overwrite the input")
+    options(args)  # bad --memory-budget, --tile, ... stop here
     if _is_dataset(src):
         return _run_dataset(src, dst, args)
     _check_output(dst, args.overwrite)
@@ -187,21 +213,23 @@ def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
         raise UserError(f"{src}: no volumes in this folder")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst}: output for a folder of volumes must be a folder")
+    model_name(args)  # a missing shipped model stops before OUTPUT is made
     dst.mkdir(parents=True, exist_ok=True)
     _check_writable(dst)
     model, grid, norm, description = load(args)
     mine = files[rank::world]
     failures: list[str] = []
-    for f in mine:
-        out = dst / f.name
+    for f, rel in mine:
+        out = dst / rel
         try:
             if out.exists() and not args.overwrite:
                 raise UserError(f"{out}: output exists (use --overwrite to replace it)")
+            out.parent.mkdir(parents=True, exist_ok=True)
             _one(f, out, model, grid, norm, description, args)
-            print(f"ok      {f.name}")
+            print(f"ok      {rel.as_posix()}")
         except (ValueError, OSError, UserError) as err:
             failures.append(f"{f}: {str(err).splitlines()[0]}")
-            print(f"FAILED  {f.name}: {str(err).splitlines()[0]}", file=sys.stderr)
+            print(f"FAILED  {rel.as_posix()}: {str(err).splitlines()[0]}", file=sys.stderr)
     done = len(mine) - len(failures)
     where = f" (rank {rank} of {world})" if world > 1 else ""
     print(f"{done} of {len(mine)} volume(s) written to {dst}{where}")
