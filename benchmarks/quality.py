@@ -1,0 +1,291 @@
+"""The quality benchmark: ICONet and its peers trained alike on S1, scored on Colin27.
+
+Every model of a group trains with the same recipe (data: the S1 training part, all three
+planes; degradation; batch; patch; steps; seed); only the ``model`` section differs. Groups:
+
+    kspace_x2, kspace_x4     k-space truncation + Cartesian mask (DESIGN §2), the default
+    bicubic_x2, bicubic_x4   plain bicubic downsampling (the common SR setting)
+    ablation_x4              the variants of configs/ablation/ablation_t1_x4.yaml
+                             (their "full" is kspace_x4's iconet; scored on S1's held-out slab)
+
+Steps (one command each, from a fresh clone after ``pip install -e .``):
+
+    iconet data fetch-samples --dest data && python scripts/make_s1_holdout.py
+    python benchmarks/quality.py train [--groups ...] [--steps-x2 N --steps-x4 N | --budget SECONDS]
+    python benchmarks/quality.py score [--groups ...]      # iconet eval on data/colin27_T1.nii.gz
+    python benchmarks/quality.py table                     # benchmarks/results/quality.md
+
+``train`` runs every run of the chosen groups *at the same time* (``--jobs``, default all; one
+GPU is shared, each process gets ``--threads`` CPU threads). With ``--budget`` it first trains
+every run for ``--probe-steps`` steps (throwaway runs under ``ROOT/probe``), measures each run's
+step rate while all run together, and gives each scale the most steps that the slowest run of
+that scale finishes in the budget (rounded down to a multiple of 250); both scales' step counts
+are printed and recorded in ``ROOT/plan.json``. Run folders: ``ROOT/<group>/<model>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = {2: REPO / "configs/zoo_t1_x2.yaml", 4: REPO / "configs/zoo_t1_x4.yaml"}
+ABLATION_SPEC = REPO / "configs/ablation/ablation_t1_x4.yaml"
+COLIN27 = Path("data/colin27_T1.nii.gz")
+
+#: the peers' model sections (everything else comes from the recipe)
+PEER_MODELS: dict[str, dict[str, Any]] = {
+    "iconet_small": {"name": "iconet"},  # the package's default ICONet config (width 40, 2 groups)
+    "edsr": {"name": "edsr"},
+    # all pairs are still searched; bigger query chunks only mean fewer, larger GPU kernels
+    "t2net": {"name": "t2net", "attn_chunk": 2**26},
+}
+GROUPS: dict[str, dict[str, Any]] = {
+    "kspace_x2": {"scale": 2, "kind": "kspace", "models": ["iconet", "iconet_small", "edsr", "t2net"]},
+    "kspace_x4": {"scale": 4, "kind": "kspace", "models": ["iconet", "iconet_small", "edsr", "t2net"]},
+    "bicubic_x2": {"scale": 2, "kind": "bicubic", "models": ["iconet", "edsr"]},
+    "bicubic_x4": {"scale": 4, "kind": "bicubic", "models": ["iconet", "edsr"]},
+    "ablation_x4": {"scale": 4, "kind": "kspace", "models": []},  # filled from ABLATION_SPEC
+}
+
+
+def ablation_variants() -> dict[str, list[str]]:
+    """Variant name → overrides, from the ablation spec (``full`` excluded: it is kspace_x4/iconet)."""
+    spec = yaml.safe_load(ABLATION_SPEC.read_text())
+    return {k: list(v) for k, v in spec["variants"].items() if k != "full"}
+
+
+def run_specs(groups: list[str], root: Path) -> list[dict[str, Any]]:
+    """One dict per run: group, model, scale, out dir and the recipe overrides."""
+    specs = []
+    for g in groups:
+        grp = GROUPS[g]
+        scale = grp["scale"]
+        base = [f"degradation.kind={grp['kind']}", "model.grid=centre"] if grp["kind"] != "kspace" else []
+        if g == "ablation_x4":
+            for name, overrides in ablation_variants().items():
+                specs.append({"group": g, "model": name, "scale": scale, "overrides": overrides, "peer": None})
+            continue
+        for m in grp["models"]:
+            specs.append({"group": g, "model": m, "scale": scale, "overrides": base, "peer": PEER_MODELS.get(m)})
+    for s in specs:
+        s["out"] = str(root / s["group"] / s["model"])
+    return specs
+
+
+def write_recipe(spec: dict[str, Any], steps: int, path: Path, extra: list[str]) -> Path:
+    """The run's full recipe: the zoo recipe, the peer's model section, overrides, steps."""
+    from iconet.config import to_dict
+
+    data = yaml.safe_load(RECIPES[spec["scale"]].read_text())
+    if spec["peer"] is not None:
+        data["model"] = {**spec["peer"], "scale": spec["scale"]}
+    cfg = load_train_config_from(data, spec["overrides"] + [f"run.steps={steps}", f"run.out_dir={spec['out']}"] + extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+def load_train_config_from(data: dict[str, Any], overrides: list[str]) -> Any:
+    from iconet.config import apply_overrides
+    from iconet.engine.config import train_config_from_dict
+
+    return train_config_from_dict(apply_overrides(data, overrides))
+
+
+def launch(specs: list[dict[str, Any]], steps: dict[int, int], root: Path, tag: str, extra: list[str],
+           threads: int, deadline: float | None) -> dict[str, int]:
+    """Train every run at once; returns run → exit status (-9: stopped at the deadline)."""
+    procs: dict[str, tuple[subprocess.Popen, Any]] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    recipes = {  # every recipe is written (and so checked) before the first run starts
+        f"{s['group']}/{s['model']}": write_recipe(
+            s, steps[s["scale"]], root / "recipes" / tag / f"{s['group']}_{s['model']}.yaml",
+            extra + [f"run.threads={threads}", "run.progress=false"])
+        for s in specs
+    }
+    for s in specs:
+        key = f"{s['group']}/{s['model']}"
+        recipe = recipes[key]
+        log = open(logs / f"{tag}_{s['group']}_{s['model']}.log", "w")
+        cmd = [sys.executable, "-m", "iconet", "train", str(recipe)]
+        procs[key] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True), log)
+    status: dict[str, int] = {}
+    while len(status) < len(procs):
+        for key, (p, log) in procs.items():
+            if key not in status and p.poll() is not None:
+                status[key] = p.returncode
+                log.close()
+                print(f"[{time.strftime('%H:%M:%S')}] {tag} {key}: exit {p.returncode}", flush=True)
+        if deadline is not None and time.time() > deadline:
+            for key, (p, log) in procs.items():
+                if key not in status:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                    status[key] = -9
+                    log.close()
+                    print(f"{tag} {key}: stopped at the deadline", flush=True)
+        time.sleep(1)
+    return status
+
+
+def step_rate(run_dir: Path) -> float:
+    """Steps per second between the first and last logged rows of ``train.jsonl``."""
+    rows = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "time" in r]
+    if len(rows) < 2:
+        raise RuntimeError(f"{run_dir}: too few timed log rows to measure a step rate")
+    return (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["time"] - rows[0]["time"])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    root: Path = args.root
+    specs = run_specs(args.groups, root)
+    if args.only:
+        specs = [s for s in specs if f"{s['group']}/{s['model']}" in args.only]
+    plan: dict[str, Any] = {"groups": args.groups, "runs": [f"{s['group']}/{s['model']}" for s in specs]}
+    t0 = time.time()
+    extra = [f"run.device={args.device}", *args.set]
+    if args.budget:
+        probe_root = root / "probe"
+        shutil.rmtree(probe_root, ignore_errors=True)
+        pspecs = [{**s, "out": str(probe_root / s["group"] / s["model"])} for s in specs]
+        n = args.probe_steps
+        probe = launch(pspecs, {2: n, 4: n}, probe_root, "probe",
+                       extra + ["run.val_every=0", "run.ckpt_every=0", f"run.log_every={max(n // 4, 1)}"],
+                       args.threads, deadline=t0 + args.probe_timeout)
+        rates = {}
+        for s in pspecs:
+            key = f"{s['group']}/{s['model']}"
+            if probe[key] == 0:
+                rates[key] = step_rate(Path(s["out"]))
+        failed = [k for k, v in probe.items() if v != 0]
+        if failed:
+            print(f"probe: excluded (failed): {failed}", flush=True)
+            specs = [s for s in specs if f"{s['group']}/{s['model']}" not in failed]
+        left = args.budget - (time.time() - t0) - args.reserve
+        steps = {}
+        for scale in (2, 4):
+            r = [rates[f"{s['group']}/{s['model']}"] for s in specs if s["scale"] == scale]
+            if r:
+                steps[scale] = max(250, int(min(r) * left * args.efficiency) // 250 * 250)
+        plan.update({"probe_rates": rates, "probe_failed": failed, "seconds_for_training": left})
+    else:
+        steps = {2: args.steps_x2, 4: args.steps_x4}
+    plan["steps"] = steps
+    print(f"plan: steps {steps} for {len(specs)} runs", flush=True)
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "plan.json").write_text(json.dumps(plan, indent=1))
+    deadline = t0 + args.budget + args.grace if args.budget else None
+    status = launch(specs, steps, root, "train", extra, args.threads, deadline)
+    plan["status"] = status
+    plan["wall_seconds"] = round(time.time() - t0, 1)
+    (root / "plan.json").write_text(json.dumps(plan, indent=1))
+    return 0 if all(v == 0 for v in status.values()) else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export every finished run (best EMA checkpoint) to ``ROOT/exports/<group>_<model>``, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
+    for s in run_specs(args.groups, args.root):
+        if s["group"] == "ablation_x4":
+            continue
+        if not (Path(s["out"]) / "checkpoints" / "best.pt").exists():
+            print(f"{s['out']}: no best.pt, skipped", flush=True)
+            continue
+        out = args.root / "exports" / f"{s['group']}_{s['model']}"
+        jobs.append([sys.executable, "-m", "iconet", "export", s["out"], "--out", str(out), "--overwrite"])
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        codes = list(pool.map(lambda c: subprocess.run(c, capture_output=True, text=True), jobs))
+    for cmd, r in zip(jobs, codes):
+        print(f"{cmd[4]}: exit {r.returncode} {r.stderr.strip()[-300:]}", flush=True)
+    return 1 if any(r.returncode for r in codes) or len(jobs) < sum(
+        1 for s in run_specs(args.groups, args.root) if s["group"] != "ablation_x4") else 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``iconet eval`` per group on Colin27 (axis 2), peers bicubic and zero-filled included."""
+    bad = 0
+    for g in args.groups:
+        if g == "ablation_x4":
+            continue
+        grp = GROUPS[g]
+        models = ["bicubic", "zerofill"]
+        for m in grp["models"]:
+            exported = args.root / "exports" / f"{g}_{m}"
+            models.append(str(exported if exported.exists() else args.root / g / m))
+        out = args.root / f"eval_{g}"
+        cmd = [sys.executable, "-m", "iconet", "eval", str(args.data), "--models", *models, "--scale",
+               str(grp["scale"]), "--degradation", grp["kind"], "--axis", "2", "--downstream", "--out", str(out), "--overwrite"]
+        print(" ".join(cmd), flush=True)
+        bad += subprocess.run(cmd).returncode != 0
+    return 1 if bad else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """Gather the groups' eval summaries into benchmarks/results/quality.md / .json."""
+    lines = ["# Quality benchmark: trained on S1, scored on Colin27", ""]
+    plan = json.loads((args.root / "plan.json").read_text()) if (args.root / "plan.json").exists() else {}
+    gathered: dict[str, Any] = {"plan": plan, "groups": {}}
+    for g in args.groups:
+        if g == "ablation_x4":
+            continue
+        path = args.root / f"eval_{g}" / "table.md"
+        if not path.exists():
+            print(f"{path}: missing, group {g} left out", flush=True)
+            continue
+        lines += [f"## {g}", "", path.read_text().strip(), ""]
+        gathered["groups"][g] = json.loads((args.root / f"eval_{g}" / "summary.json").read_text())
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "quality.md").write_text("\n".join(lines) + "\n")
+    (args.results / "quality.json").write_text(json.dumps(gathered, indent=1))
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("train", "export", "score", "table"):
+        p = sub.add_parser(name)
+        p.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+        p.add_argument("--root", type=Path, default=Path("runs/quality"))
+        if name == "train":
+            p.add_argument("--steps-x2", type=int, default=3000)
+            p.add_argument("--steps-x4", type=int, default=3000)
+            p.add_argument("--budget", type=float, default=0.0, help="seconds for probe + training (0: fixed steps)")
+            p.add_argument("--probe-steps", type=int, default=40)
+            p.add_argument("--probe-timeout", type=float, default=90.0)
+            p.add_argument("--reserve", type=float, default=30.0, help="seconds kept for validation and saving")
+            p.add_argument("--efficiency", type=float, default=0.85, help="share of the measured rate planned")
+            p.add_argument("--grace", type=float, default=30.0, help="seconds past the budget before runs are stopped")
+            p.add_argument("--device", default="auto")
+            p.add_argument("--threads", type=int, default=1)
+            p.add_argument("--only", nargs="*", default=[], help="GROUP/MODEL names to train (default: all)")
+            p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+        if name == "export":
+            p.add_argument("--jobs", type=int, default=8)
+        if name == "score":
+            p.add_argument("--data", type=Path, default=COLIN27)
+        if name == "table":
+            p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
+    args = ap.parse_args(argv)
+    return {"train": cmd_train, "export": cmd_export, "score": cmd_score, "table": cmd_table}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
