@@ -1,5 +1,10 @@
 """``iconet train CONFIG.yaml [key=value ...] [--resume RUN_DIR] [--out RUN_DIR]``.
 
+Fine-tuning: ``iconet train RECIPE.yaml model.init=iconet-t1-x2 run.val_at_start=true`` starts
+from a shipped model (or ``model.init=MODEL_DIR``, a folder written by ``iconet export``)
+instead of a random initialisation; the architecture comes from that model, and the step-0
+row of ``metrics.jsonl`` scores it on this run's validation data before any step.
+
 Every check on user input (config keys and values, data folder, splits, output folder,
 resume state) runs before the first step; a failure is one line saying what to fix.
 Multi-process: ``torchrun --nproc_per_node=N -m iconet train CONFIG.yaml``.
@@ -21,13 +26,16 @@ def add_parser(sub: Any) -> None:
         help="train a model from a YAML recipe",
         description="Train a model from a YAML recipe (configs/*.yaml) with dotted key=value overrides. "
         "Writes RUN/config.yaml, RUN/command.txt, RUN/checkpoints/{last,best}.pt, RUN/metrics.jsonl, "
-        "RUN/train.jsonl and RUN/tb/ (when TensorBoard is installed).",
+        "RUN/train.jsonl and RUN/tb/ (when TensorBoard is installed). Fine-tune instead of training from "
+        "scratch with model.init=NAME (a shipped model, e.g. iconet-t1-x2) or model.init=MODEL_DIR (a folder "
+        "written by iconet export): its architecture and weights are the start; add run.val_at_start=true to "
+        "score it first (step 0).",
     )
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG.yaml",
                    help="the recipe; optional with --resume (then RUN_DIR/config.yaml) or when "
                    "key=value overrides alone describe the run (defaults otherwise)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="overrides, e.g. run.steps=2000 optim.lr=1e-4 model.width=32")
+                   help="overrides, e.g. run.steps=2000 optim.lr=1e-4 model.width=32 model.init=iconet-t1-x2")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR exactly from its checkpoints/last.pt")
     p.add_argument("--out", metavar="RUN_DIR", default=None, help="run folder (overrides run.out_dir)")
@@ -89,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         metric = cfg.run.best_metric
         print(f"run          {cfg.run.out_dir}  ({trainer.step} steps, precision {trainer.precision}, "
               f"device {trainer.device})")
+        if cfg.init is not None:
+            start = next((r for r in trainer.history if r.get("step") == 0), None)
+            score = f"; {metric} = {start[metric]:.4f} at step 0" if start and metric in start else ""
+            print(f"init         {cfg.init}{score}")
         if metric in last:
             print(f"last         {metric} = {last[metric]:.4f} at step {last.get('step')}")
         if metric in best:

@@ -3,7 +3,8 @@
     cfg = load_train_config("configs/demo_s1_x2.yaml", ["optim.lr=1e-4", "run.steps=200"])
 
 Sections: ``model`` (a mapping with ``name``, validated and completed by
-:func:`iconet.models.make_config`), ``data`` (:class:`DataConfig`), ``degradation``
+:func:`iconet.models.make_config`; ``model.init: NAME_OR_DIR`` starts from a shipped or
+exported model, see :class:`TrainConfig`), ``data`` (:class:`DataConfig`), ``degradation``
 (:class:`iconet.data.degrade.Degradation`), ``loss`` (:class:`iconet.losses.LossConfig`),
 ``optim`` (:class:`OptimConfig`), ``schedule`` (:class:`ScheduleConfig`), ``run``
 (:class:`RunConfig`). Unknown keys anywhere are a :class:`~iconet.config.ConfigError` naming
@@ -36,6 +37,8 @@ class DataConfig:
             (see :mod:`iconet.data.layouts`).
         contrast: the image of each case: IXI ``T1``/``T2``/``PD``; BraTS ``t1``/``t1ce``/
             ``t2``/``flair``; HECKTOR ``CT``/``PT``; ignored for ``plain`` and ``fastmri``.
+            When fine-tuning (``model.init``) it may differ from the contrast the init model was
+            trained on (e.g. a T1 model fine-tuned on IXI ``T2``): contrast is only intensity.
         train_subjects, val_subjects: explicit subject ids (as :func:`find_cases` names them;
             for ``plain`` the file's relative path without extension). One list alone: the
             other split is every remaining subject. Both empty: ``split`` is used.
@@ -166,6 +169,9 @@ class RunConfig:
             validated and decide the best checkpoint.
         log_every, val_every, ckpt_every: steps between training-log lines, validations and
             ``last.pt`` saves (0 = never; ``last.pt`` is always written at the end).
+        val_at_start: also validate once before the first step and record it as the step-0 row
+            of ``metrics.jsonl`` (and a ``best.pt`` candidate): the starting point of a
+            fine-tune (``model.init``), or the untrained baseline. Skipped on resume.
         best_metric: key of the validation row that picks ``best.pt`` (e.g. ``val/sr_psnr``).
         best_mode: ``max``, ``min`` or ``auto`` (``min`` for nmse/loss keys, else ``max``).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -184,6 +190,7 @@ class RunConfig:
     log_every: int = 20
     val_every: int = 500
     ckpt_every: int = 500
+    val_at_start: bool = False
     best_metric: str = "val/sr_psnr"
     best_mode: Literal["auto", "max", "min"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -213,9 +220,29 @@ class RunConfig:
 @dataclass
 class TrainConfig:
     """The whole training recipe. ``model`` is stored resolved: every field of the model's
-    config dataclass, defaults filled in (so a saved run says exactly what was built)."""
+    config dataclass, defaults filled in (so a saved run says exactly what was built).
+
+    Fine-tuning: ``model.init: NAME_OR_DIR`` (a shipped model name such as ``iconet-t1-x2``,
+    see :func:`iconet.hub.available_models`, or a folder written by ``iconet export``) starts
+    training from that model's weights instead of a random initialisation. The architecture
+    then comes from the init model's ``config.yaml``: ``model`` keys the recipe leaves out are
+    filled from it, keys it gives must equal it (a :class:`~iconet.config.ConfigError` names
+    each differing key with both values), and the degradation must have the model's scale and
+    sampling grid (its contrast, mask or noise may differ: that is what fine-tuning is for).
+    ``model`` is a mapping, so an override can replace a recipe's whole section:
+    ``"model={init: iconet-t1-x2}"``.
+
+    The resolved config records the source as the top-level ``init`` (``None``: random
+    initialisation) and keeps ``model`` the pure architecture section that
+    :func:`iconet.models.build_model`, ``iconet export`` and ``iconet ablate`` read; a saved
+    ``config.yaml`` therefore reloads as is (a recipe may also give ``init`` there, but not two
+    different sources). The weights are loaded by :class:`~iconet.engine.trainer.Trainer` when
+    a run starts; a resumed run continues from its checkpoint instead. The init model must still
+    be found whenever the config is loaded (its architecture is checked against ``model``).
+    """
 
     model: dict[str, Any] = field(default_factory=lambda: {"name": "iconet"})
+    init: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     degradation: Degradation = field(default_factory=lambda: Degradation(mask_mode="random"))
     loss: LossConfig = field(default_factory=LossConfig)
@@ -226,14 +253,44 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from iconet.models import make_config
 
-        self.model = to_dict(make_config(self.model))
+        if not isinstance(self.model, dict):
+            raise ConfigError(f"model must be a mapping with a 'name' (or an 'init'), got {self.model!r}")
+        spec = dict(self.model)
+        if "init" in spec:
+            given = spec.pop("init")
+            if given is not None and (not isinstance(given, str) or not given):
+                raise ConfigError(f"model.init must be a shipped model name or a model folder, got {given!r}")
+            if given is not None and self.init is not None and given != self.init:
+                raise ConfigError(f"model.init ({given!r}) and init ({self.init!r}) name different models; give one")
+            self.init = given if given is not None else self.init
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ConfigError(f"init must be a shipped model name or a model folder, got {self.init!r}")
+        init_info = None
+        if self.init is not None:
+            init_info = _init_model(self.init)
+            self.model = _model_from_init(spec, init_info, self.init)
+        else:
+            self.model = to_dict(make_config(spec))
         scale = int(self.model["scale"])
         if self.degradation.scale != scale:
+            if init_info is not None:
+                raise ConfigError(
+                    f"degradation.scale is {self.degradation.scale} but the init model {self.init} (model.init) "
+                    f"is x{scale}; fine-tuning keeps the model's scale: set degradation.scale={scale} or start "
+                    f"from a x{self.degradation.scale} model"
+                )
             raise ConfigError(
                 f"degradation.scale ({self.degradation.scale}) differs from model.scale ({scale}); set both"
             )
         if self.model.get("in_channels", 1) != 1:
             raise ConfigError("model.in_channels must be 1: the slice datasets yield one channel")
+        if init_info is not None and self.degradation.grid != self.model.get("grid"):
+            raise ConfigError(
+                f"the init model {self.init} (model.init) was trained on the {self.model.get('grid')!r} sampling "
+                f"grid but degradation.kind={self.degradation.kind!r} makes LR on the {self.degradation.grid!r} "
+                "grid; fine-tune with a degradation on the model's grid (kspace: degradation.kind=kspace; "
+                "centre: bicubic, gaussian or poisson)"
+            )
         if self.model.get("grid") != self.degradation.grid:
             raise ConfigError(
                 f"model.grid is {self.model.get('grid')!r} but degradation.kind={self.degradation.kind!r} "
@@ -256,6 +313,77 @@ class TrainConfig:
         r = self.loss.rec_weights
         if r and len(r) != self.degradation.stages:
             raise ConfigError(f"loss.rec_weights has {len(r)} weights for {self.degradation.stages} stage(s)")
+
+
+def _init_model(source: str) -> Any:
+    """The :class:`iconet.hub.ModelInfo` of ``model.init`` (config only, no weights read).
+
+    Raises:
+        ConfigError: one line: no such folder, or no shipped model of that name (the shipped
+            names are listed), or a folder that is not an exported model.
+    """
+    import os
+
+    from iconet import hub
+
+    path = Path(source)
+    if not path.exists():
+        if os.sep in source or "/" in source or source.startswith("."):
+            raise ConfigError(f"model.init: {source}: model folder not found (a folder written by iconet export)")
+        names = hub.available_models()
+        if source not in names:
+            listed = ", ".join(names) if names else "none yet"
+            raise ConfigError(
+                f"model.init: {source!r} is neither a model folder nor a shipped model; shipped models: {listed} "
+                "(or give a folder written by iconet export)"
+            )
+    try:
+        return hub.read_info(source)
+    except (OSError, ValueError) as err:  # ConfigError is a ValueError
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"model.init {source}: {msg}") from None
+
+
+def _model_from_init(spec: dict[str, Any], info: Any, source: str) -> dict[str, Any]:
+    """The resolved ``model`` section of a fine-tune: the init model's, checked against the keys
+    the recipe gives (``spec``, without ``init``)."""
+    from iconet.models import make_config
+
+    name = spec.get("name")
+    if name is not None and name != info.name:
+        raise ConfigError(
+            f"model.name is {name!r} in the recipe but the init model {source} (model.init) is {info.name!r}; "
+            "drop model.name (it is taken from the init model) or start from a model of that architecture"
+        )
+    try:
+        ref = to_dict(make_config(dict(info.model)))
+    except ConfigError as err:
+        raise ConfigError(
+            f"model.init {source}: its config.yaml does not describe a model this version builds: {err}"
+        ) from None
+
+    def mismatch(keys: list[str]) -> ConfigError:
+        shown = ", ".join(f"model.{k} is {spec[k]!r} in the recipe but {ref.get(k)!r} in the init model" for k in keys)
+        return ConfigError(
+            f"{shown} ({source}, model.init): fine-tuning keeps the init model's architecture; drop "
+            + ("these keys" if len(keys) > 1 else f"model.{keys[0]}")
+            + " from the recipe (they are taken from the init model; on the command line "
+            + f"\"model={{init: {source}}}\" replaces the recipe's model section)"
+        )
+
+    if all(spec[k] == ref.get(k) for k in spec):
+        return ref
+    try:
+        resolved = to_dict(make_config({**ref, **spec}))  # names unknown or invalid recipe keys
+    except ConfigError:
+        known = [k for k in spec if k in ref and spec[k] != ref[k]]
+        if known:  # e.g. a scale the model's other fields do not fit: the mismatch is the news
+            raise mismatch(known) from None
+        raise
+    diff = [k for k in spec if resolved.get(k) != ref.get(k)]
+    if diff:
+        raise mismatch(diff)
+    return ref
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -9,11 +9,14 @@ train`` is a thin layer over it. What it does, in order:
    ``cfg.degradation``; validation: whole slices with the seeded per-volume mask);
 2. joins the process group given by ``torchrun`` (:mod:`iconet.engine.distributed`), seeds
    everything from ``run.seed`` and builds the model (:func:`iconet.models.build_model`),
-   optionally channels-last, DDP-wrapped and compiled;
+   optionally channels-last, DDP-wrapped and compiled; a fine-tune (``model.init``, see
+   :class:`~iconet.engine.config.TrainConfig`) then loads the init model's weights strictly,
+   before the EMA and the validation copy are made (a resumed run takes its checkpoint's);
 3. trains with AdamW/Adam, warm-up + schedule, gradient clipping, autocast (bf16 on CPUs with
    native bf16 and on recent GPUs, fp16 + ``GradScaler`` on older GPUs), the multi-stage loss
    with every term logged separately, and an EMA of the weights;
-4. every ``run.val_every`` steps scores the EMA model per volume (:mod:`iconet.evaluation.metrics`),
+4. with ``run.val_at_start``, validates once before the first step (the step-0 row); then
+   every ``run.val_every`` steps scores the EMA model per volume (:mod:`iconet.evaluation.metrics`),
    appends a row to ``metrics.jsonl``, writes TensorBoard scalars and an image panel when
    TensorBoard is installed, and keeps ``best.pt`` by ``run.best_metric``;
 5. writes ``last.pt`` every ``run.ckpt_every`` steps and at the end (rank 0 only, atomically).
@@ -113,6 +116,8 @@ class Trainer:
         np.random.seed(run.seed % 2**32)
         random.seed(run.seed)
         self.model: SRModel = build_model(cfg.model).to(self.device)
+        if cfg.init is not None and resume_state is None:
+            self._load_init(cfg.init)  # before the EMA and validation copies: they start from it
         if run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.eval_model = copy.deepcopy(self.model).eval()
@@ -150,7 +155,7 @@ class Trainer:
         self.val_indices = [val_indices[j] for j in shard_for_eval(
             [self.val_ds.index[i][0] for i in val_indices], rank, world)]
         self.val_keys = self._validation_keys()
-        if run.val_every and run.best_metric not in self.val_keys:
+        if (run.val_every or run.val_at_start) and run.best_metric not in self.val_keys:
             raise ConfigError(f"run.best_metric {run.best_metric!r} is not a validation key; choose one of: "
                               + ", ".join(k for k in self.val_keys if not k.endswith("_std")))
 
@@ -199,6 +204,12 @@ class Trainer:
             if diff:
                 shown = ", ".join(f"model.{k} (saved {saved.get(k)!r}, asked {cfg.model.get(k)!r})" for k in diff)
                 raise ConfigError(f"{out}: the saved model config differs from the one asked: {shown}")
+            saved_init = state["config"].get("init")
+            if saved_init != cfg.init:
+                raise ConfigError(
+                    f"{out}: the run started from init {saved_init!r}, not {cfg.init!r}; a resumed run continues "
+                    "from its checkpoint, so give the same model.init (or none)"
+                )
             if state["step"] >= cfg.run.steps:
                 raise ConfigError(
                     f"{out}: the run already did {state['step']} of run.steps={cfg.run.steps}; raise run.steps to go on"
@@ -217,6 +228,24 @@ class Trainer:
                 "or set run.overwrite=true"
             )
         return None
+
+    def _load_init(self, source: str) -> None:
+        """Load the weights of ``model.init`` (a shipped name or an exported folder, read with
+        :func:`iconet.hub.load_model`: safetensors, format and shapes checked) strictly into
+        ``self.model``. The global RNG is left as the seeded initialisation left it."""
+        from iconet.hub import load_model
+
+        try:
+            with torch.random.fork_rng(devices=[]):  # building the hub's copy draws random numbers
+                init_model, _info = load_model(source, device="cpu")
+        except (OSError, ValueError) as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"model.init {source}: {msg}") from None
+        try:
+            self.model.load_state_dict(init_model.state_dict(), strict=True)
+        except RuntimeError as err:
+            raise ConfigError(f"model.init {source}: the weights do not load into model "
+                              f"{self.cfg.model.get('name')!r}: {str(err).strip().splitlines()[0]}") from None
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -369,6 +398,10 @@ class Trainer:
         count = 0
         batches = self._batches()
         try:
+            if run.val_at_start and self.step == 0 and not self.history:
+                tick = time.perf_counter()
+                self._validate_and_record()  # the starting point (of a fine-tune) as the step-0 row
+                self.train_seconds += time.perf_counter() - tick
             while self.step < end:
                 tick = time.perf_counter()
                 logs = self.train_step(next(batches))
