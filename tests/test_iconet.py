@@ -35,11 +35,18 @@ def test_default_config_builds_and_runs():
     assert out["sr"][-1].shape == (1, 1, 96, 80)
 
 
-def test_every_parameter_receives_a_gradient():
-    model = tiny(scale=4)
-    out = model(torch.rand(2, 1, 12, 10))
-    loss = sum(t.mean() for ts in out.values() for t in ts)
-    loss.backward()
+@pytest.mark.parametrize("zero_tails", [False, True])
+def test_every_parameter_receives_a_gradient(zero_tails):
+    model = tiny(scale=4, zero_tails=zero_tails)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.rand(2, 1, 12, 10)
+    # zeroed tails pass no gradient to the layers before them until they have moved once
+    for _ in range(2 if zero_tails else 1):
+        opt.zero_grad()
+        out = model(x)
+        loss = sum(t.mean() for ts in out.values() for t in ts)
+        loss.backward()
+        opt.step()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
     assert all(p.grad.abs().sum() > 0 for p in model.parameters())
@@ -109,18 +116,17 @@ def test_last_stage_supervision_exposes_last_outputs_only():
 
 
 def test_untrained_output_is_a_residual_on_the_sampling_grid():
-    # With zeroed tails, sr_1 = upsample(rec_1) and rec_1 = x: the global residual path
-    # must use the configured grid.
+    # With zeroed tails (the default initialisation), sr_1 = upsample(rec_1) and rec_1 = x:
+    # the untrained network is its interpolation baseline on the configured grid.
     for grid in ("kspace", "centre"):
-        model = tiny(grid=grid)
-        for stage in model.stages:
-            for tail in (stage.tail_sr, stage.tail_rec):
-                torch.nn.init.zeros_(tail.weight)
-                torch.nn.init.zeros_(tail.bias)
+        model = tiny(grid=grid, scale=4)
         x = torch.rand(1, 1, 10, 12)
         out = model(x)
-        assert torch.allclose(out["rec"][0], x)
+        assert torch.equal(out["rec"][0], x)
         assert torch.allclose(out["sr"][0], upsample(x, 2, grid), atol=1e-6)
+        assert torch.allclose(out["sr"][1], upsample(upsample(x, 2, grid), 2, grid), atol=1e-6)
+    legacy = tiny(zero_tails=False)
+    assert legacy.stages[0].tail_sr.weight.abs().sum() > 0
 
 
 def test_channel_attention_gradients_stay_finite_on_an_empty_patch():

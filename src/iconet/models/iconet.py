@@ -50,6 +50,11 @@ class ICONetConfig(ModelConfig):
         channel_branch: RSCFL channel (transposed attention) branch on/off.
         supervision: ``"all"`` exposes the outputs of every stage for the multi-stage loss;
             ``"last"`` exposes the last stage only (intermediate stages are still computed).
+        zero_tails: initialise the output convolutions of both branches to zero, so that the
+            untrained network *is* its interpolation baseline (``rec = x``, ``sr`` = grid-correct
+            bicubic of it) and training learns corrections. With the default initialisation
+            the untrained output is ~12x further from HR than bicubic (L1 0.36 vs 0.03 on S1
+            patches) and the first few hundred steps go into undoing that.
     """
 
     name: str = "iconet"
@@ -63,6 +68,7 @@ class ICONetConfig(ModelConfig):
     spatial_branch: bool = True
     channel_branch: bool = True
     supervision: str = "all"
+    zero_tails: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -129,6 +135,11 @@ class ICONetStage(nn.Module):
             if cfg.fusion != "none":
                 self.fusions = nn.ModuleList(SRRecFusion(c, gated=cfg.fusion == "gated") for _ in groups)
         self.grid = cfg.grid
+        if cfg.zero_tails:
+            tails = [self.tail_sr] + ([self.tail_rec] if cfg.rec_branch else [])
+            for conv in tails:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def forward(
         self, x: torch.Tensor, f_sr: torch.Tensor, f_rec: torch.Tensor | None
