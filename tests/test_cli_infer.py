@@ -61,7 +61,7 @@ def test_existing_output_is_refused_and_left_untouched(lr_nifti, tmp_path, capsy
         (["missing.nii.gz", "x.nii.gz"], "missing.nii.gz: input not found"),
         (["LR", "no/such/folder/x.nii.gz"], "output folder does not exist"),
         (["LR", "x.nii.gz", "--device", "cuda"], "no CUDA device"),
-        (["LR", "x.nii.gz", "--model", "no-such-model"], "shipped models: none yet"),
+        (["LR", "x.nii.gz", "--model", "no-such-model"], "no exported model folder or shipped model named 'no-such-model'; shipped models: "),
         (["LR", "LR"], "output would overwrite the input"),
     ],
 )

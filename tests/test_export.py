@@ -184,6 +184,9 @@ def test_cli_export_prints_where_and_a_summary(tmp_path, capsys):
 def test_names_are_looked_up_in_the_zoo(tmp_path, monkeypatch):
     import iconet.hub as hub
 
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(hub, "_zoo_root", lambda: empty)
     with pytest.raises(FileNotFoundError, match="shipped models: none yet"):
         load_model("nope")
     with pytest.raises(FileNotFoundError, match="model folder not found"):

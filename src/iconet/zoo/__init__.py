@@ -1,0 +1,1 @@
+"""Shipped iconet models: one folder per model (model.safetensors, config.yaml, model_card.md)."""
