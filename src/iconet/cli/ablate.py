@@ -134,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
     names = select(list(spec.variants), args.only)
 
     if args.table_only:
-        missing = [n for n in names if not (out_root / n / "checkpoints" / "best.pt").is_file()]
+        missing = [n for n in names if not (out_root / n / "metrics.jsonl").is_file()]
         if missing:
             raise _user_error(f"{out_root}: no run for {', '.join(missing)} (looked for "
-                              f"{out_root / missing[0] / 'checkpoints' / 'best.pt'}); train them without --table-only")
+                              f"{out_root / missing[0] / 'metrics.jsonl'}); train them without --table-only")
     else:
         from iconet.runtime import keep_freed_memory
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     # the table holds every variant with a run in DIR (so --only never shrinks ablation.md)
-    shown = [n for n in spec.variants if n in names or (out_root / n / "checkpoints" / "best.pt").is_file()]
+    shown = [n for n in spec.variants if n in names or (out_root / n / "metrics.jsonl").is_file()]
     rows = ablation_rows({n: out_root / n for n in shown})
     table = ablation_table(rows)
     absent = [n for n in spec.variants if n not in shown]

@@ -12,8 +12,9 @@ Every variant is the base recipe + its overrides + the user's overrides, trained
 degradation, loss, optimiser, schedule and run budget are shared, so the deltas measure the
 switch and nothing else (:func:`variant_configs` refuses anything else, naming the key).
 
-:func:`ablation_rows` reads each run's validation row of the checkpoint used (``best.pt``: the
-best row of ``metrics.jsonl`` by the run's ``run.best_metric``) and its parameter count;
+:func:`ablation_rows` reads each run's validation row of the checkpoint used (the row ``best.pt``
+was kept for: the best row of ``metrics.jsonl`` by the run's ``run.best_metric``) and its
+parameter count, from the run's logs alone (``config.yaml``, ``metrics.jsonl``, ``train.jsonl``);
 :func:`ablation_table` renders the Markdown table with the deltas against ``full``.
 ``iconet ablate`` (:mod:`iconet.cli.ablate`) trains and tabulates.
 """
@@ -210,10 +211,11 @@ def ablation_rows(runs: dict[str, str | Path], metric_keys: tuple[str, ...] = ME
         key where either side lacks it, and empty without a ``full`` run.
 
     Raises:
-        FileNotFoundError / ConfigError: a run folder lacks ``checkpoints/best.pt``,
-            ``checkpoints/last.pt`` or a validation row with its ``run.best_metric``.
+        FileNotFoundError / ConfigError: a run folder lacks ``config.yaml``, ``metrics.jsonl``
+            or a validation row with its ``run.best_metric``.
     """
-    from iconet.engine.checkpoint import load_checkpoint
+    import yaml
+
     from iconet.engine.config import train_config_from_dict
 
     rows: list[dict[str, Any]] = []
@@ -221,9 +223,13 @@ def ablation_rows(runs: dict[str, str | Path], metric_keys: tuple[str, ...] = ME
         run = Path(run)
         if not run.is_dir():
             raise FileNotFoundError(f"{run}: run folder of variant {name!r} not found")
-        best_state = load_checkpoint(run / "checkpoints" / "best.pt")
-        last_state = load_checkpoint(run / "checkpoints" / "last.pt")
-        cfg = train_config_from_dict(best_state["config"])
+        # the run's own record (config.yaml + metrics.jsonl + train.jsonl), not its checkpoints:
+        # a table can be rebuilt where only the logs were kept (e.g. runs fetched from a GPU box)
+        cfg_path = run / "config.yaml"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{cfg_path}: resolved config of variant {name!r} not found")
+        cfg = train_config_from_dict(yaml.safe_load(cfg_path.read_text()))
+        logged = read_metrics(run / "train.jsonl") if (run / "train.jsonl").is_file() else []
         metric, mode = cfg.run.best_metric, cfg.run.resolved_best_mode
         row = best_row(read_metrics(run / "metrics.jsonl"), metric, mode)
         if row is None:
@@ -238,7 +244,7 @@ def ablation_rows(runs: dict[str, str | Path], metric_keys: tuple[str, ...] = ME
             "run": str(run),
             "parameters": _parameters(cfg.model),
             "step": int(row["step"]),
-            "steps_done": int(last_state["step"]),
+            "steps_done": max([int(r["step"]) for r in logged] + [int(row["step"])]),
             "steps": int(cfg.run.steps),
             "best_metric": metric,
             "best_mode": mode,
