@@ -14,6 +14,7 @@ Steps (one command each, from a fresh clone after ``pip install -e .``):
     python benchmarks/quality.py train [--groups ...] [--steps-x2 N --steps-x4 N | --budget SECONDS]
     python benchmarks/quality.py score [--groups ...]      # iconet eval on data/colin27_T1.nii.gz
     python benchmarks/quality.py table                     # benchmarks/results/quality.md
+    python benchmarks/quality.py figure --groups kspace_x2 kspace_x4   # docs/img/colin27_<group>.png
 
 ``train`` runs every run of the chosen groups *at the same time* (``--jobs``, default all; one
 GPU is shared, each process gets ``--threads`` CPU threads). With ``--budget`` it first trains
@@ -257,10 +258,58 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figure(args: argparse.Namespace) -> int:
+    """One Colin27 slice per group: LR | bicubic | EDSR | T2Net-style | ICONet | HR, insets, error maps.
+
+    The LR is the evaluation's own (the same foreground stack, degraded with the volume's
+    seeded mask, then one slice picked), so the panels show what the table scored.
+    """
+    import numpy as np
+    import torch
+
+    from iconet.data.degrade import Degradation
+    from iconet.data.io import read_volume
+    from iconet.data.normalize import NormalizeConfig
+    from iconet.evaluation.figures import comparison_figure
+    from iconet.evaluation.metrics import FASTMRI, evaluate_volume
+    from iconet.evaluation.runner import _slices, load_candidate
+
+    vol = read_volume(args.data)
+    names = {"bicubic": "bicubic", "edsr": "EDSR-baseline", "t2net": "T2Net-style", "iconet": "ICONet"}
+    for g in args.groups:
+        grp = GROUPS[g]
+        deg = Degradation(kind=grp["kind"], scale=grp["scale"])
+        hr, _norm = _slices(vol, 2, deg.multiple, NormalizeConfig())
+        made = deg.degrade(hr, vol.name)
+        k = hr.shape[0] // 2
+        x = made["lr"][k : k + 1, None]
+        outputs, scores = {}, {}
+        for key, label in names.items():
+            spec = key if key == "bicubic" else str(args.root / "exports" / f"{g}_{key}")
+            if key != "bicubic" and not Path(spec).exists():
+                continue
+            cand = load_candidate(spec, grp["scale"], deg.grid)
+            with torch.inference_mode():
+                out = cand.model(x.contiguous(memory_format=torch.channels_last))["sr"][-1][0, 0].float()
+            outputs[label] = out.numpy()
+            m = evaluate_volume(out[None].double().numpy(), hr[k : k + 1].double().numpy(),
+                                type(FASTMRI)(**{**vars(FASTMRI), "slice_axis": 0}))
+            scores[label] = f"{m['psnr']:.2f} dB / {m['ssim']:.3f}"
+        show = lambda t: np.flipud(np.asarray(t).T)  # noqa: E731  RAS axial slice, anterior up
+        path = args.figures / f"colin27_{g}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        comparison_figure(show(made["lr"][k].numpy()), {n: show(o) for n, o in outputs.items()},
+                          show(hr[k].numpy()), path, scores=scores,
+                          title=f"Colin27 (never trained on), axial slice {k} of the scored stack, x{grp['scale']}, "
+                                + ("k-space truncation + Cartesian mask" if grp["kind"] == "kspace" else "bicubic"))
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("train", "export", "score", "table"):
+    for name in ("train", "export", "score", "table", "figure"):
         p = sub.add_parser(name)
         p.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
         p.add_argument("--root", type=Path, default=Path("runs/quality"))
@@ -279,12 +328,15 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
         if name == "export":
             p.add_argument("--jobs", type=int, default=8)
-        if name == "score":
+        if name in ("score", "figure"):
             p.add_argument("--data", type=Path, default=COLIN27)
+        if name == "figure":
+            p.add_argument("--figures", type=Path, default=REPO / "docs/img")
         if name == "table":
             p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
     args = ap.parse_args(argv)
-    return {"train": cmd_train, "export": cmd_export, "score": cmd_score, "table": cmd_table}[args.cmd](args)
+    return {"train": cmd_train, "export": cmd_export, "score": cmd_score, "table": cmd_table,
+            "figure": cmd_figure}[args.cmd](args)
 
 
 if __name__ == "__main__":
