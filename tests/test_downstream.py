@@ -129,3 +129,15 @@ def test_cli_downstream_writes_dice_columns(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert "multi-Otsu" in summary["downstream"] and "dice_wm" in summary["models"]["bicubic"]["downstream"]
     assert "mean Dice" in (out / "table.md").read_text()
+
+
+def test_downstream_tissue_by_name_is_the_default_check_and_unknown_kinds_are_refused():
+    vols = [read_volume(sample_path())]
+    deg = Degradation(kind="kspace", scale=2)
+    cands = [load_candidate("bicubic", 2, "kspace")]
+    by_flag, by_name = evaluate(cands, vols, deg, downstream=True), evaluate(cands, vols, deg, downstream="tissue")
+    assert [{k: r[k] for k in DICE_KEYS} for r in by_flag.rows] == [{k: r[k] for k in DICE_KEYS} for r in by_name.rows]
+    with pytest.raises(ValueError, match="unknown downstream check"):
+        evaluate(cands, vols, deg, downstream="lesion")
+    with pytest.raises(ValueError, match="needs BraTS tumour labels"):
+        evaluate(cands, vols, deg, downstream="tumour", contrast="t1ce")

@@ -6,15 +6,19 @@ every model sees exactly those LR slices. Both branches are scored and named: ``
 SR output) against HR, ``rec`` (the reconstruction at the LR size) against CLEAN — never one
 for the other. Metrics are computed per volume after undoing the normalisation.
 
-With ``downstream=True`` the ``sr`` rows also carry the tissue Dice of each output against the
-segmentation of HR by a fixed intensity model fitted on that HR volume
+With ``downstream=True`` (or ``"tissue"``) the ``sr`` rows also carry the tissue Dice of each
+output against the segmentation of HR by a fixed intensity model fitted on that HR volume
 (:mod:`iconet.evaluation.downstream`), on the same slices and in the same units as the metrics.
+``downstream="tumour"`` does the same inside the BraTS whole-tumour label of each volume (its
+``labels`` go through the same slice selection and crop as HR) and adds one ``labels`` row per
+volume: HR's segmentation against the expert labels.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +54,10 @@ class EvalResult:
     summary: dict[str, dict[str, Any]]
     protocol: str
     degradation: dict[str, Any] = field(default_factory=dict)
-    downstream: str = ""  # the tissue model's line when the downstream check ran, else ""
+    downstream: str = ""  # the downstream model's line when the downstream check ran, else ""
+    #: tumour check only: HR's segmentation against the expert labels, mean ± std over volumes
+    reference: dict[str, Any] = field(default_factory=dict)
+    reference_mapping: str = ""  # which intensity classes are compared with which labels
 
 
 def load_candidate(spec: str, scale: int, grid: str) -> Candidate:
@@ -75,14 +82,53 @@ def load_candidate(spec: str, scale: int, grid: str) -> Candidate:
     return Candidate(path.name if path.exists() else spec, model.eval(), info.grid, spec)
 
 
-def _slices(volume: Volume, axis: int, multiple: int, norm_cfg: NormalizeConfig) -> tuple[torch.Tensor, Any]:
-    """Normalised foreground slices ``(S, H, W)`` along ``axis``, cropped to ``multiple``."""
+def _take(array: np.ndarray, axis: int, keep: np.ndarray, multiple: int) -> torch.Tensor:
+    """Slices ``keep`` along ``axis`` as a stack ``(S, H, W)``, centre-cropped to ``multiple``.
+
+    The one selection and crop of the scored slices: HR's voxels and the tumour labels both
+    go through it, so they stay voxel for voxel aligned.
+    """
+    stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, axis, 0)[keep]))
+    return crop_to_multiple(stack, multiple)
+
+
+def _slices(volume: Volume, axis: int, multiple: int, norm_cfg: NormalizeConfig) -> tuple[torch.Tensor, Any, np.ndarray]:
+    """Normalised foreground slices ``(S, H, W)`` along ``axis``, cropped to ``multiple``; the
+    normalisation; the indices of the slices kept (for :func:`_take` on other arrays)."""
     data, norm = normalize(np.asarray(volume.data, dtype=np.float32), norm_cfg)
     keep = foreground_slices(data, axis, threshold=0.1, fraction=0.10)
     if keep.size == 0:
         raise ValueError(f"{volume.source or volume.name}: no foreground slice along axis {axis}")
-    stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, axis, 0)[keep], dtype=np.float32))
-    return crop_to_multiple(stack, multiple), norm
+    return _take(data.astype(np.float32, copy=False), axis, keep, multiple), norm, keep
+
+
+def _label_slices(vol: Volume, labels: Any, axis: int, keep: np.ndarray, multiple: int) -> np.ndarray:
+    """The volume's BraTS labels on the scored slices (checked against the volume's grid)."""
+    from iconet.evaluation.downstream import brats_labels
+
+    where = f"volume {vol.name!r}"
+    if labels is None:
+        raise ValueError(f"{where}: no tumour labels (--downstream tumour needs the case's _seg file)")
+    arr = np.asarray(labels.data if isinstance(labels, Volume) else labels)
+    if arr.shape != vol.shape:
+        raise ValueError(f"{where}: the tumour labels have shape {arr.shape}, the volume {vol.shape}")
+    if isinstance(labels, Volume) and not np.allclose(labels.affine, vol.affine, atol=1e-3):
+        raise ValueError(f"{where}: the tumour labels and the volume have different affines (not on the same grid)")
+    try:
+        arr = brats_labels(arr)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    return _take(arr, axis, keep, multiple).numpy()
+
+
+def _downstream_kind(downstream: bool | str | None) -> str | None:
+    if downstream is None or downstream is False or downstream == "":
+        return None
+    if downstream is True:
+        return "tissue"
+    if downstream in ("tissue", "tumour"):
+        return str(downstream)
+    raise ValueError(f"unknown downstream check {downstream!r}; expected 'tissue' or 'tumour'")
 
 
 def _check_fits(cand: Candidate, vol: Volume, degradation: Degradation) -> None:
@@ -108,32 +154,51 @@ def evaluate(
     protocol: MetricProtocol = FASTMRI,
     normalization: NormalizeConfig | None = None,
     batch: int = 8,
-    downstream: bool = False,
+    downstream: bool | str = False,
+    labels: Mapping[str, Any] | None = None,
+    contrast: str | None = None,
 ) -> EvalResult:
     """Score every candidate on every volume; returns per-volume rows and mean ± std summaries.
 
-    ``downstream=True`` adds ``dice_csf``, ``dice_gm``, ``dice_wm`` and ``dice_mean`` to every
-    ``sr`` row (and a ``"downstream"`` entry to each model's summary): the SR output segmented
-    by a :class:`~iconet.evaluation.downstream.TissueModel` fitted on the volume's HR slices,
-    against HR's own segmentation.
+    ``downstream=True`` (or ``"tissue"``) adds ``dice_csf``, ``dice_gm``, ``dice_wm`` and
+    ``dice_mean`` to every ``sr`` row (and a ``"downstream"`` entry to each model's summary):
+    the SR output segmented by a :class:`~iconet.evaluation.downstream.TissueModel` fitted on
+    the volume's HR slices, against HR's own segmentation.
+
+    ``downstream="tumour"`` adds ``tumour_dice_low``, ``_mid``, ``_high`` and ``_mean``
+    instead: a :class:`~iconet.evaluation.downstream.TumourModel` fitted on HR inside the
+    volume's BraTS whole-tumour label and applied there. It needs ``labels`` (volume name →
+    label :class:`Volume` or array on the volume's grid, BraTS 2021 values 0/1/2/4) and
+    ``contrast`` (``t1``, ``t1ce``, ``t2``, ``flair``). Each volume also gets one row with
+    ``model="HR"``, ``branch="labels"``: HR's segmentation against the expert labels
+    (``expert_dice_<region>``), summarised in :attr:`EvalResult.reference`.
     """
     if not volumes:
         raise ValueError("no test volumes")
     if not candidates:
         raise ValueError("no models to score")
+    kind = _downstream_kind(downstream)
+    if kind == "tumour":
+        from iconet.evaluation.downstream import TUMOUR_REFERENCE
+
+        if labels is None:
+            raise ValueError("the tumour check needs BraTS tumour labels for every volume (labels=...)")
+        if contrast is None or str(contrast).lower() not in TUMOUR_REFERENCE:
+            raise ValueError(f"the tumour check needs the contrast (t1, t1ce, t2 or flair), got {contrast!r}")
+        contrast = str(contrast).lower()
     protocol = MetricProtocol(**{**vars(protocol), "slice_axis": 0})  # stacks are (S, H, W)
     norm_cfg = normalization or NormalizeConfig()
     rows: list[dict[str, Any]] = []
-    tissue_line = ""
+    tissue_line = mapping = ""
     for vol in volumes:
         for cand in candidates:
             _check_fits(cand, vol, degradation)
-        hr, norm = _slices(vol, axis, degradation.multiple, norm_cfg)
+        hr, norm, keep = _slices(vol, axis, degradation.multiple, norm_cfg)
         made = degradation.degrade(hr, vol.name)
         lr, clean = made["lr"], made["clean"]
         undo = lambda t: np.asarray(denormalize(t.double().numpy(), norm))  # noqa: E731
         hr_arr = undo(hr)
-        if downstream:
+        if kind == "tissue":
             from iconet.evaluation.downstream import TissueModel, downstream_scores
 
             try:
@@ -142,6 +207,19 @@ def evaluate(
                 raise ValueError(f"volume {vol.name!r}: {err}") from None
             ref_labels = tissue.segment(hr_arr)
             tissue_line = tissue.describe()
+        elif kind == "tumour":
+            from iconet.evaluation.downstream import TumourModel, tumour_scores, whole_tumour
+
+            expert = _label_slices(vol, labels.get(vol.name), axis, keep, degradation.multiple)  # type: ignore[union-attr]
+            try:
+                tumour = TumourModel.fit(hr_arr, expert, contrast)  # type: ignore[arg-type]
+            except ValueError as err:
+                raise ValueError(f"volume {vol.name!r}: {err}") from None
+            roi = whole_tumour(expert)
+            ref_labels = tumour.segment(hr_arr, roi)
+            tissue_line, mapping = tumour.describe(), tumour.mapping()
+            rows.append({"model": "HR", "volume": vol.name, "branch": "labels", "slices": int(hr.shape[0]),
+                         **tumour.reference(hr_arr, expert)})
         for cand in candidates:
             srs, recs, seconds = [], [], 0.0
             for start in range(0, lr.shape[0], batch):
@@ -161,8 +239,10 @@ def evaluate(
             base = {"model": cand.name, "volume": vol.name, "slices": int(lr.shape[0]),
                     "ms_per_slice": 1000 * seconds / lr.shape[0]}
             sr_row = {**base, "branch": "sr", **evaluate_volume(sr_arr, hr_arr, protocol)}
-            if downstream:
+            if kind == "tissue":
                 sr_row.update(downstream_scores(sr_arr, tissue, ref_labels))
+            elif kind == "tumour":
+                sr_row.update(tumour_scores(sr_arr, tumour, roi, ref_labels))
             rows.append(sr_row)
             if recs:
                 rows.append({**base, "branch": "rec", **evaluate_volume(undo(torch.cat(recs)), undo(clean), protocol)})
@@ -181,13 +261,18 @@ def evaluate(
             mine = [{k: r[k] for k in ("psnr", "ssim", "nmse")} for r in rows if r["model"] == cand.name and r["branch"] == branch]
             if mine:
                 entry[branch] = aggregate(mine)
-        if downstream:
-            from iconet.evaluation.downstream import DICE_KEYS
+        if kind:
+            from iconet.evaluation.downstream import DICE_KEYS, TUMOUR_KEYS
 
-            entry["downstream"] = aggregate([{k: r[k] for k in DICE_KEYS} for r in mine_sr])
+            keys = DICE_KEYS if kind == "tissue" else TUMOUR_KEYS
+            entry["downstream"] = aggregate([{k: r[k] for k in keys} for r in mine_sr])
         summary[cand.name] = entry
     params = {k: v for k, v in made["params"].items() if k != "seed"}
-    return EvalResult(rows, summary, protocol.describe(), params, tissue_line)
+    reference: dict[str, Any] = {}
+    if kind == "tumour":
+        ref_rows = [{k: v for k, v in r.items() if k.startswith("expert_dice_")} for r in rows if r["branch"] == "labels"]
+        reference = aggregate(ref_rows)
+    return EvalResult(rows, summary, protocol.describe(), params, tissue_line, reference, mapping)
 
 
 def markdown_table(result: EvalResult, scale: int) -> str:
@@ -216,20 +301,28 @@ def markdown_table(result: EvalResult, scale: int) -> str:
     lines += ["", f"Protocol: {result.protocol}.", f"Degradation: {deg}. SR is scored against HR, REC against CLEAN."]
     with_dice = [n for n in names if "downstream" in result.summary[n]]
     if with_dice:
-        from iconet.evaluation.downstream import DICE_KEYS
+        from iconet.evaluation.downstream import DICE_HEADERS
+
+        keys = list(result.summary[with_dice[0]]["downstream"])
 
         def best_dice(key: str) -> str | None:
             vals = {n: result.summary[n]["downstream"][key][0] for n in with_dice}
             vals = {n: v for n, v in vals.items() if np.isfinite(v)}
             return max(vals, key=vals.get) if vals else None  # type: ignore[arg-type]
 
-        top = {k: best_dice(k) for k in DICE_KEYS}
-        lines += ["", f"| model (x{scale}) | Dice CSF | Dice GM | Dice WM | mean Dice |", "|---|---:|---:|---:|---:|"]
+        top = {k: best_dice(k) for k in keys}
+        lines += ["", f"| model (x{scale}) | " + " | ".join(DICE_HEADERS.get(k, k) for k in keys) + " |",
+                  "|---|" + "---:|" * len(keys)]
         for n in with_dice:
             cells = []
-            for k in DICE_KEYS:
+            for k in keys:
                 text = format_mean_std(*result.summary[n]["downstream"][k], 4)
                 cells.append(f"**{text}**" if top[k] == n else text)
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines += ["", f"{result.downstream or 'Downstream: tissue Dice against the segmentation of HR'}."]
+        if result.reference:
+            ref = ", ".join(f"{k.removeprefix('expert_dice_').upper()} {format_mean_std(*v, 4)}"
+                            for k, v in result.reference.items())
+            lines += ["", f"Reference, how good the fixed model is at all: Dice of HR's segmentation against the expert "
+                          f"labels ({result.reference_mapping}), mean ± std over volumes: {ref}."]
     return "\n".join(lines)
