@@ -61,7 +61,14 @@ def _child(p: Point, lim: Limits) -> dict:
         shape = (p.batch, width, p.size, p.size)
         flops = 2 * width * width * 9 * p.size * p.size * p.batch
     else:
-        model = build_model(p.model, scale=p.scale)
+        from iconet.models import model_names
+
+        if p.model in model_names():
+            model = build_model(p.model, scale=p.scale)
+        else:  # a shipped name or an exported model folder (its own config and scale)
+            from iconet.hub import load_model
+
+            model, _info = load_model(p.model)
         shape = (p.batch, model.in_channels, p.size, p.size)
         flops = 0
     params = sum(t.numel() for t in model.parameters())

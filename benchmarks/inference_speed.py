@@ -23,9 +23,21 @@ from _runner import Point, add_limit_args, limits_from, machine, measure
 MODELS = ("iconet", "edsr", "t2net")
 
 
+def model_scale(model: str) -> int | None:
+    """The scale of a shipped name or exported model folder; ``None`` for a registry name."""
+    from iconet.models import model_names
+
+    if model in model_names() or model == "conv3x3":
+        return None
+    from iconet.hub import load_model
+
+    return load_model(model)[0].scale
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--models", nargs="+", default=list(MODELS),
+                    help="registry names (default configs) and/or shipped names / exported model folders")
     ap.add_argument("--hr-sizes", nargs="+", type=int, default=[256, 512])
     ap.add_argument("--scales", nargs="+", type=int, default=[2, 4])
     ap.add_argument("--batch", type=int, default=4, help="slices per forward pass")
@@ -45,6 +57,8 @@ def main() -> None:
         for scale in opts.scales:
             for precision in precisions:
                 for model in opts.models:
+                    if model_scale(model) not in (None, scale):
+                        continue  # a shipped/exported model is timed at its own scale only
                     p = Point(model, hr // scale, scale, opts.batch, precision, opts.device)
                     row = {**measure(p, lim), "hr": hr}
                     rows.append(row)
