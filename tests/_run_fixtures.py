@@ -16,6 +16,9 @@ from iconet.config import to_dict
 from iconet.engine.config import load_train_config
 from iconet.models import build_model
 
+TINY_ICONET = ["model.name=iconet", "model.width=8", "model.heads=2", "model.groups_per_stage=1",
+               "model.blocks_per_group=1"]
+
 TINY = {
     "iconet": {"name": "iconet", "width": 8, "heads": 2, "groups_per_stage": 1, "blocks_per_group": 1},
     "edsr": {"name": "edsr", "n_feats": 8, "n_blocks": 1},

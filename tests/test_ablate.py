@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import yaml
 
 from iconet.cli import main
 from iconet.config import ConfigError
-from iconet.data.samples import sample_path
 from iconet.engine.ablation import (
     AblationSpec,
     ablation_rows,
@@ -28,14 +26,6 @@ from iconet.models.summary import count_parameters
 from tests._run_fixtures import make_run
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    for name in ("subA", "subB", "subC"):
-        shutil.copy(sample_path(), root / f"{name}.nii.gz")
-    return root
 
 
 def tiny_recipe(folder: Path, data_root: Path) -> Path:

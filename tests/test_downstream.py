@@ -75,7 +75,7 @@ def test_model_fitted_on_hr_segments_hr_with_dice_one_and_is_fixed():
 
 
 def test_model_needs_three_intensities():
-    with pytest.raises(ValueError, match="three tissue classes"):
+    with pytest.raises(ValueError, match="HR foreground has 1 distinct intensities; three intensity classes"):
         TissueModel.fit(np.array([[0.0, 1.0], [1.0, 0.0]]), FASTMRI)
 
 

@@ -24,24 +24,15 @@ from safetensors.torch import load_file
 from iconet.cli import main
 from iconet.config import ConfigError
 from iconet.data.normalize import denormalize
-from iconet.data.samples import sample_path
 from iconet.engine.checkpoint import load_checkpoint
 from iconet.engine.config import load_train_config
 from iconet.engine.trainer import Trainer, train
+
+from _run_fixtures import TINY_ICONET
 from iconet.evaluation.metrics import MetricProtocol, aggregate, evaluate_volume
 from iconet.export import export_run
 from iconet.hub import load_model
 
-TINY_ICONET = ["model.name=iconet", "model.width=8", "model.heads=2", "model.groups_per_stage=1",
-               "model.blocks_per_group=1"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    for name in ("subA", "subB", "subC"):
-        shutil.copy(sample_path(), root / f"{name}.nii.gz")
-    return root
 
 
 def data_args(data_root: Path) -> list[str]:

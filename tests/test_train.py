@@ -16,7 +16,6 @@ import torch
 
 from iconet.cli import main
 from iconet.config import ConfigError
-from iconet.data.samples import sample_path
 from iconet.engine import checkpoint as ckpt_mod
 from iconet.engine.checkpoint import FORMAT, KEYS, load_checkpoint
 from iconet.engine.config import ScheduleConfig, load_train_config
@@ -24,17 +23,9 @@ from iconet.engine.distributed import ShardSampler, shard_for_eval
 from iconet.engine.schedule import WarmupSchedule
 from iconet.engine.trainer import Trainer, train
 
+from _run_fixtures import TINY_ICONET
+
 REPO = Path(__file__).resolve().parents[1]
-TINY_ICONET = ["model.name=iconet", "model.width=8", "model.heads=2", "model.groups_per_stage=1",
-               "model.blocks_per_group=1"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    for name in ("subA", "subB", "subC"):
-        shutil.copy(sample_path(), root / f"{name}.nii.gz")
-    return root
 
 
 def make_cfg(data_root: Path, out: Path, *extra: str, model: list[str] | None = None):

@@ -111,6 +111,17 @@ def _float64(x: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
+def _three_class_thresholds(values: np.ndarray, what: str) -> tuple[float, float]:
+    """The two multi-Otsu thresholds splitting ``values`` into three intensity classes."""
+    from skimage.filters import threshold_multiotsu
+
+    n = np.unique(values).size
+    if n < 3:
+        raise ValueError(f"{what} has {n} distinct intensities; three intensity classes need at least 3")
+    t1, t2 = (float(t) for t in threshold_multiotsu(values, classes=3))
+    return t1, t2
+
+
 @dataclass(frozen=True)
 class TissueModel:
     """Background threshold and two tissue thresholds, all fixed from one HR volume.
@@ -138,7 +149,6 @@ class TissueModel:
             ValueError: HR has no foreground, or too few distinct foreground intensities for
                 three classes.
         """
-        from skimage.filters import threshold_multiotsu
 
         r = _float64(hr)
         if r.size == 0 or not np.all(np.isfinite(r)):
@@ -149,14 +159,7 @@ class TissueModel:
             bg = (protocol.range_low or 0.0) + protocol.mask_threshold * float(protocol.data_range_value)  # type: ignore[arg-type]
         else:
             bg = protocol.mask_threshold * float(r.max())
-        values = r[fg]
-        if np.unique(values).size < 3:
-            raise ValueError(
-                f"the HR foreground has {np.unique(values).size} distinct intensities; "
-                "three tissue classes need at least 3"
-            )
-        t1, t2 = (float(t) for t in threshold_multiotsu(values, classes=3))
-        return cls(float(bg), (t1, t2))
+        return cls(float(bg), _three_class_thresholds(r[fg], "the HR foreground"))
 
     def segment(self, volume_array: Any) -> np.ndarray:
         """Labels (``uint8``, same shape): 0 background, 1 CSF, 2 GM, 3 WM (see :data:`TISSUES`)."""
@@ -288,7 +291,6 @@ class TumourModel:
             ValueError: unknown contrast, shapes differ, no WT voxel, fewer than 3 distinct
                 intensities inside WT, or labels that are not BraTS 2021's.
         """
-        from skimage.filters import threshold_multiotsu
 
         contrast = str(contrast).lower()
         if contrast not in TUMOUR_REFERENCE:
@@ -301,14 +303,7 @@ class TumourModel:
             raise ValueError(f"the labels have shape {roi.shape}, the HR volume {r.shape}")
         if not roi.any():
             raise ValueError("no whole-tumour voxel (labels 1, 2, 4) in the scored slices")
-        values = r[roi]
-        if np.unique(values).size < 3:
-            raise ValueError(
-                f"the HR whole tumour has {np.unique(values).size} distinct intensities; "
-                "three intensity classes need at least 3"
-            )
-        t1, t2 = (float(t) for t in threshold_multiotsu(values, classes=3))
-        return cls((t1, t2), contrast)
+        return cls(_three_class_thresholds(r[roi], "the HR whole tumour"), contrast)
 
     def segment(self, volume_array: Any, roi: Any) -> np.ndarray:
         """Labels (``uint8``, same shape): 0 outside ``roi`` (the WT mask), else 1 low, 2 mid, 3 high."""
