@@ -232,3 +232,16 @@ def test_groups_per_stage_can_differ_between_stages():
         tiny(scale=4, groups_per_stage=[2, 0])
     with pytest.raises(ValueError, match="fusion must be one of"):
         tiny(scale=2, fusion="bogus")
+
+
+def test_layer_scale_adds_one_learned_scale_per_residual_branch():
+    plain, scaled = tiny(), tiny(layer_scale=0.1)
+    blocks = sum(1 for m in scaled.modules() if m.__class__.__name__ == "RSCFLBlock")
+    assert count_parameters(scaled) - count_parameters(plain) == blocks * 2 * 8  # two (C,) scales, C=8
+    block = next(m for m in scaled.modules() if m.__class__.__name__ == "RSCFLBlock")
+    assert torch.equal(block.scale_ffn, torch.full((1, 8, 1, 1), 0.1))
+    # with the scales at 1 the block is the unscaled block
+    ref = next(m for m in plain.modules() if m.__class__.__name__ == "RSCFLBlock")
+    block.load_state_dict({**ref.state_dict(), "scale_mix": torch.ones(1, 8, 1, 1), "scale_ffn": torch.ones(1, 8, 1, 1)})
+    x = torch.rand(1, 8, 9, 7)
+    assert torch.allclose(block(x), ref(x), atol=1e-6)

@@ -50,6 +50,8 @@ class ICONetConfig(ModelConfig):
         channel_branch: RSCFL channel (transposed attention) branch on/off.
         supervision: ``"all"`` exposes the outputs of every stage for the multi-stage loss;
             ``"last"`` exposes the last stage only (intermediate stages are still computed).
+        layer_scale: initial per-channel scale of every RSCFL residual branch (LayerScale);
+            0 = off, the branches are added unscaled.
         zero_tails: initialise the output convolutions of both branches to zero, so that the
             untrained network *is* its interpolation baseline (``rec = x``, ``sr`` = grid-correct
             bicubic of it) and training learns corrections. With the default initialisation
@@ -69,6 +71,7 @@ class ICONetConfig(ModelConfig):
     channel_branch: bool = True
     supervision: str = "all"
     zero_tails: bool = True
+    layer_scale: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -119,6 +122,7 @@ class ICONetStage(nn.Module):
             channel=cfg.channel_branch,
             heads=cfg.heads,
             ffn_expansion=cfg.ffn_expansion,
+            layer_scale=cfg.layer_scale,
         )
         groups = range(cfg.stage_groups(k))
         self.sr_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)

@@ -152,6 +152,8 @@ class RSCFLBlock(nn.Module):
         channel: keep the channel (transposed-attention) branch.
         heads: heads of the channel attention.
         ffn_expansion: hidden width of the feed-forward network, as a multiple of C.
+        layer_scale: initial value of a learned per-channel scale on each residual branch
+            (LayerScale, Touvron et al. 2021); 0 turns it off (branches added unscaled).
 
     With both branches off the block is the feed-forward part alone (an ablation).
     """
@@ -164,6 +166,7 @@ class RSCFLBlock(nn.Module):
         channel: bool = True,
         heads: int = 4,
         ffn_expansion: float = 1.0,
+        layer_scale: float = 0.0,
     ) -> None:
         super().__init__()
         self.spatial = SpatialAttention(channels) if spatial else None
@@ -172,6 +175,12 @@ class RSCFLBlock(nn.Module):
             self.norm_mix = ChannelLayerNorm(channels)
             self.project = nn.Conv2d(channels, channels, 1)
         self.ffn = ConvFeedForward(channels, ffn_expansion)
+        self.scale_mix: nn.Parameter | None = None
+        self.scale_ffn: nn.Parameter | None = None
+        if layer_scale > 0:
+            if spatial or channel:
+                self.scale_mix = nn.Parameter(torch.full((1, channels, 1, 1), float(layer_scale)))
+            self.scale_ffn = nn.Parameter(torch.full((1, channels, 1, 1), float(layer_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spatial is not None or self.channel is not None:
@@ -181,8 +190,10 @@ class RSCFLBlock(nn.Module):
                 if branch is not None:
                     out = branch(y)
                     mixed = out if mixed is None else mixed + out
-            x = x + self.project(mixed)
-        return x + self.ffn(x)
+            mixed = self.project(mixed)
+            x = x + (mixed if self.scale_mix is None else mixed * self.scale_mix)
+        out = self.ffn(x)
+        return x + (out if self.scale_ffn is None else out * self.scale_ffn)
 
 
 class RSCFLGroup(nn.Module):
