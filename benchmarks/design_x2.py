@@ -1,0 +1,110 @@
+"""Design experiments for ICONet's quality gap: short 2x runs on S1, scored on S1's held-out slab.
+
+Why ICONet trails EDSR-baseline at short budgets (the quality benchmark) is probed with short
+CPU runs that differ in one thing each: initialisation, LayerScale, learning rate, size.
+Every run uses ``configs/zoo_t1_x2.yaml`` (S1 training part, k-space degradation, fresh mask per
+sample) with a CPU-sized batch (8 HR patches of 96²), 500 steps, validation at 250 and 500 on
+S1's held-out slab (never Colin27), seed 0, bf16 autocast on this CPU.
+
+    python benchmarks/design_x2.py train [--only NAME ...] [--root runs/design_x2] [--threads 1]
+    python benchmarks/design_x2.py table [--root runs/design_x2]   # benchmarks/results/design_x2_cpu.md
+
+``train`` runs the chosen variants one after another (each in its own ``iconet train``
+process); ``table`` gathers ``val/sr_psnr`` at every validation and the training L1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "configs/zoo_t1_x2.yaml"
+COMMON = ["data.batch_size=8", "data.patch_size=96", "data.slices_per_volume=12", "data.num_workers=1",
+          "run.steps=500", "run.val_every=250", "run.ckpt_every=250", "schedule.warmup_steps=50",
+          "run.progress=false", "run.log_every=25"]
+W40 = {"name": "iconet", "scale": 2}  # the package-default ICONet (width 40, 2 groups)
+W56 = {"name": "iconet", "scale": 2, "width": 56, "groups_per_stage": 3}  # the shipped x2 config
+
+#: name → (model section, extra overrides, what it tests)
+VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
+    "edsr": ({"name": "edsr", "scale": 2}, [], "EDSR-baseline, lr 4e-4 (the recipe's)"),
+    "edsr_lr1e3": ({"name": "edsr", "scale": 2}, ["optim.lr=1e-3"], "EDSR-baseline, lr 1e-3"),
+    "iconet_w40_default_init": ({**W40, "zero_tails": False}, [], "ICONet w40, PyTorch default init"),
+    "iconet_w40_zero_tails": ({**W40, "zero_tails": True}, [], "ICONet w40, zero tails (starts as bicubic)"),
+    "iconet_w40_zt_ls01": ({**W40, "zero_tails": True, "layer_scale": 0.1}, [], "+ LayerScale 0.1"),
+    "iconet_w40_zt_lr1e3": ({**W40, "zero_tails": True}, ["optim.lr=1e-3"], "+ lr 1e-3"),
+    "iconet_w56g3_zero_tails": ({**W56, "zero_tails": True}, [], "ICONet shipped x2 config, zero tails"),
+    "iconet_w56g3_zt_lr1e3": ({**W56, "zero_tails": True}, ["optim.lr=1e-3"], "shipped x2 config, zero tails, lr 1e-3"),
+}
+
+
+def write_recipe(name: str, root: Path, threads: int) -> Path:
+    from iconet.config import apply_overrides, to_dict
+    from iconet.engine.config import train_config_from_dict
+
+    model, extra, _ = VARIANTS[name]
+    data = yaml.safe_load(RECIPE.read_text())
+    data["model"] = dict(model)
+    cfg = train_config_from_dict(apply_overrides(data, COMMON + extra + [f"run.threads={threads}",
+                                                                        f"run.out_dir={root / name}"]))
+    path = root / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    bad = 0
+    for name in args.only or list(VARIANTS):
+        recipe = write_recipe(name, args.root, args.threads)
+        print(f"== {name}: iconet train {recipe}", flush=True)
+        bad += subprocess.run([sys.executable, "-m", "iconet", "train", str(recipe)]).returncode != 0
+    return 1 if bad else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    lines = ["| variant | what it tests | val PSNR @250 | val PSNR @500 | val SSIM @500 | train L1 (sr) at the end |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, (_m, _e, what) in VARIANTS.items():
+        run = args.root / name
+        if not (run / "metrics.jsonl").exists():
+            continue
+        val = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+        train = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
+        key = next(k for k in train[-1] if k.startswith("train/sr_"))
+        cell = lambda s, k: f"{val[s][k]:.2f}" if s in val and "psnr" in k else (f"{val[s][k]:.4f}" if s in val else "–")  # noqa: E731
+        lines.append(f"| {name} | {what} | {cell(250, 'val/sr_psnr')} | {cell(500, 'val/sr_psnr')} | "
+                     f"{cell(500, 'val/sr_ssim')} | {train[-1][key]:.4f} |")
+    lines += ["", "S1's held-out slab (3 planes), DESIGN §3 protocol; 500 steps of batch 8 (HR 96²), "
+              "k-space degradation x2, bf16 on the 2-core CPU; one seed. `python benchmarks/design_x2.py train && "
+              "python benchmarks/design_x2.py table`."]
+    text = "\n".join(lines) + "\n"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "design_x2_cpu.md").write_text(text)
+    print(text)
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--only", nargs="*", choices=list(VARIANTS), default=[])
+    t.add_argument("--threads", type=int, default=2)
+    tb = sub.add_parser("table")
+    tb.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
+    for p in (t, tb):
+        p.add_argument("--root", type=Path, default=Path("runs/design_x2"))
+    args = ap.parse_args()
+    return cmd_train(args) if args.cmd == "train" else cmd_table(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
