@@ -62,8 +62,9 @@ GROUPS: dict[str, dict[str, Any]] = {
 
 def ablation_variants() -> dict[str, list[str]]:
     """Variant name → overrides, from the ablation spec (``full`` excluded: it is kspace_x4/iconet)."""
-    spec = yaml.safe_load(ABLATION_SPEC.read_text())
-    return {k: list(v) for k, v in spec["variants"].items() if k != "full"}
+    from iconet.engine.ablation import load_ablation
+
+    return {k: list(v) for k, v in load_ablation(ABLATION_SPEC).variants.items() if k != "full"}
 
 
 def run_specs(groups: list[str], root: Path) -> list[dict[str, Any]]:
@@ -86,22 +87,17 @@ def run_specs(groups: list[str], root: Path) -> list[dict[str, Any]]:
 
 def write_recipe(spec: dict[str, Any], steps: int, path: Path, extra: list[str]) -> Path:
     """The run's full recipe: the zoo recipe, the peer's model section, overrides, steps."""
-    from iconet.config import to_dict
+    from iconet.config import apply_overrides, to_dict
+    from iconet.engine.config import train_config_from_dict
 
     data = yaml.safe_load(RECIPES[spec["scale"]].read_text())
     if spec["peer"] is not None:
         data["model"] = {**spec["peer"], "scale": spec["scale"]}
-    cfg = load_train_config_from(data, spec["overrides"] + [f"run.steps={steps}", f"run.out_dir={spec['out']}"] + extra)
+    overrides = spec["overrides"] + [f"run.steps={steps}", f"run.out_dir={spec['out']}"] + extra
+    cfg = train_config_from_dict(apply_overrides(data, overrides))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return path
-
-
-def load_train_config_from(data: dict[str, Any], overrides: list[str]) -> Any:
-    from iconet.config import apply_overrides
-    from iconet.engine.config import train_config_from_dict
-
-    return train_config_from_dict(apply_overrides(data, overrides))
 
 
 def launch(specs: list[dict[str, Any]], steps: dict[int, int], root: Path, tag: str, extra: list[str],
