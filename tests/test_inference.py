@@ -12,21 +12,17 @@ from iconet.data.geometry import downscaled_affine
 from iconet.data.io import read_volume
 from iconet.data.samples import sample_path
 from iconet.data.volume import Volume
-from iconet.inference import (
+from iconet.inference import InferenceOptions, restore_dtype, slice_axis, super_resolve, super_resolve_volume
+from iconet.memory import (
     ACCUMULATOR_BYTES,
     KSPACE_MARGIN,
     MIN_TILE,
-    InferenceOptions,
     activation_bytes_per_pixel,
     choose_tile,
     default_memory_budget,
     estimate_memory,
     format_size,
     parse_size,
-    restore_dtype,
-    slice_axis,
-    super_resolve,
-    super_resolve_volume,
 )
 from iconet.runtime import resolve_device
 from iconet.models import build_model
@@ -196,17 +192,17 @@ def test_sizes_are_read_in_binary_and_decimal_units():
 
 
 def test_default_budget_is_a_quarter_of_the_available_ram_at_most_2gib(monkeypatch):
-    import iconet.inference as inference
+    import iconet.memory as memory
 
     assert 0 < default_memory_budget("cpu") <= 2 * 2**30
-    monkeypatch.setattr(inference, "_available_ram", lambda: 2**30)
+    monkeypatch.setattr(memory, "_available_ram", lambda: 2**30)
     assert default_memory_budget("cpu") == 2**28
-    monkeypatch.setattr(inference, "_available_ram", lambda: None)
+    monkeypatch.setattr(memory, "_available_ram", lambda: None)
     assert default_memory_budget("cpu") == 2 * 2**30
 
 
 def test_memory_estimate_is_measured_once_and_extrapolates_to_a_larger_input():
-    from iconet.inference import _LiveTensors
+    from iconet.memory import _LiveTensors
 
     model = _tiny_edsr()
     est = estimate_memory(model)
