@@ -245,3 +245,11 @@ def test_layer_scale_adds_one_learned_scale_per_residual_branch():
     block.load_state_dict({**ref.state_dict(), "scale_mix": torch.ones(1, 8, 1, 1), "scale_ffn": torch.ones(1, 8, 1, 1)})
     x = torch.rand(1, 8, 9, 7)
     assert torch.allclose(block(x), ref(x), atol=1e-6)
+
+
+def test_mix_norm_switch_removes_the_pre_norm_only():
+    with_norm, without = tiny(), tiny(mix_norm=False)
+    norms = [m for m in with_norm.modules() if m.__class__.__name__ == "ChannelLayerNorm"]
+    assert norms and not [m for m in without.modules() if m.__class__.__name__ == "ChannelLayerNorm"]
+    assert count_parameters(with_norm) - count_parameters(without) == sum(count_parameters(n) for n in norms)
+    assert without(torch.rand(1, 1, 10, 12))["sr"][0].shape == (1, 1, 20, 24)

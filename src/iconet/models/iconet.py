@@ -52,6 +52,8 @@ class ICONetConfig(ModelConfig):
             ``"last"`` exposes the last stage only (intermediate stages are still computed).
         layer_scale: initial per-channel scale of every RSCFL residual branch (LayerScale);
             0 = off, the branches are added unscaled.
+        mix_norm: LayerNorm before each RSCFL block's spatial/channel mixing (pre-norm, default);
+            off, the branches see the residual stream as it is.
         zero_tails: initialise the output convolutions of both branches to zero, so that the
             untrained network *is* its interpolation baseline (``rec = x``, ``sr`` = grid-correct
             bicubic of it) and training learns corrections. With the default initialisation
@@ -72,6 +74,7 @@ class ICONetConfig(ModelConfig):
     supervision: str = "all"
     zero_tails: bool = True
     layer_scale: float = 0.0
+    mix_norm: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -123,6 +126,7 @@ class ICONetStage(nn.Module):
             heads=cfg.heads,
             ffn_expansion=cfg.ffn_expansion,
             layer_scale=cfg.layer_scale,
+            mix_norm=cfg.mix_norm,
         )
         groups = range(cfg.stage_groups(k))
         self.sr_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)

@@ -154,6 +154,8 @@ class RSCFLBlock(nn.Module):
         ffn_expansion: hidden width of the feed-forward network, as a multiple of C.
         layer_scale: initial value of a learned per-channel scale on each residual branch
             (LayerScale, Touvron et al. 2021); 0 turns it off (branches added unscaled).
+        mix_norm: LayerNorm over channels before the spatial/channel mixing (pre-norm); off, the
+            branches see the residual stream as it is (as EDSR's blocks do).
 
     With both branches off the block is the feed-forward part alone (an ablation).
     """
@@ -167,12 +169,13 @@ class RSCFLBlock(nn.Module):
         heads: int = 4,
         ffn_expansion: float = 1.0,
         layer_scale: float = 0.0,
+        mix_norm: bool = True,
     ) -> None:
         super().__init__()
         self.spatial = SpatialAttention(channels) if spatial else None
         self.channel = ChannelAttention(channels, heads) if channel else None
         if spatial or channel:
-            self.norm_mix = ChannelLayerNorm(channels)
+            self.norm_mix = ChannelLayerNorm(channels) if mix_norm else nn.Identity()
             self.project = nn.Conv2d(channels, channels, 1)
         self.ffn = ConvFeedForward(channels, ffn_expansion)
         self.scale_mix: nn.Parameter | None = None
