@@ -41,6 +41,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
     "iconet_w40_zero_tails": ({**W40, "zero_tails": True}, [], "ICONet w40, zero tails (starts as bicubic)"),
     "iconet_w40_zt_ls01": ({**W40, "zero_tails": True, "layer_scale": 0.1}, [], "+ LayerScale 0.1"),
     "iconet_w40_zt_nonorm": ({**W40, "zero_tails": True, "mix_norm": False}, [], "+ no LayerNorm before the mixing"),
+    "iconet_w40_zt_rec01": ({**W40, "zero_tails": True}, ["loss.rec_weight=0.1"], "+ reconstruction loss weight 0.1 (not 0.5)"),
     "iconet_w40_zt_lr1e3": ({**W40, "zero_tails": True}, ["optim.lr=1e-3"], "+ lr 1e-3"),
     "iconet_w56g3_zero_tails": ({**W56, "zero_tails": True}, [], "ICONet shipped x2 config, zero tails"),
     "iconet_w56g3_zt_lr1e3": ({**W56, "zero_tails": True}, ["optim.lr=1e-3"], "shipped x2 config, zero tails, lr 1e-3"),
