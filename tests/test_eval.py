@@ -143,3 +143,43 @@ def test_models_that_do_not_fit_name_the_model_and_the_volume(two_volumes, tmp_p
     assert main(["eval", str(two_volumes[0]), "--models", "rgbmodel", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rgbmodel: the model takes 2 channels" in err
+
+
+def _recipe(tmp_path, data_root, scale=2):
+    import yaml
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": {"name": "iconet", "scale": scale, "width": 8, "heads": 2, "groups_per_stage": 1, "blocks_per_group": 1},
+        "data": {"root": str(data_root), "layout": "plain", "split": [0.4, 0.3, 0.3], "patch_size": 32},
+        "degradation": {"kind": "kspace", "scale": scale, "mask_mode": "random"},
+    }))
+    return recipe
+
+
+def test_a_recipe_is_scored_on_its_test_share_with_its_degradation(tmp_path, data_root, capsys):
+    from iconet.data.datasets import split_subjects
+
+    recipe = _recipe(tmp_path, data_root, scale=4)
+    assert main(["eval", str(recipe), "--models", "bicubic", "--out", str(tmp_path / "e")]) == 0
+    test = split_subjects(["subA", "subB", "subC"], [0.4, 0.3, 0.3], 0)[2]
+    rows = list(csv.DictReader(open(tmp_path / "e" / "per_volume.csv")))
+    assert sorted({r["volume"] for r in rows}) == sorted(test) and len(test) == 1
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    # the recipe's scale and kind, but masks seeded from the volume's name (not drawn at random)
+    assert summary["degradation"]["scale"] == 4 and summary["degradation"]["mask_mode"] == "seeded"
+    assert f"scored on its test subjects: {test[0]}" in capsys.readouterr().err
+    # the same volume given directly, with the same degradation, scores the same
+    assert main(["eval", str(data_root / f"{test[0]}.nii.gz"), "--models", "bicubic", "--scale", "4",
+                 "--out", str(tmp_path / "d")]) == 0
+    direct = list(csv.DictReader(open(tmp_path / "d" / "per_volume.csv")))
+    assert float(direct[0]["psnr"]) == pytest.approx(float(rows[0]["psnr"]), abs=1e-9)
+
+
+def test_a_recipe_refuses_contradicting_options(tmp_path, data_root, capsys):
+    recipe = _recipe(tmp_path, data_root)
+    assert main(["eval", str(recipe), "--models", "bicubic", "--scale", "4", "--out", str(tmp_path / "e")]) == 2
+    assert "--scale 4 contradicts the recipe's 2" in capsys.readouterr().err
+    assert main(["eval", str(recipe), str(data_root), "--models", "bicubic", "--out", str(tmp_path / "e")]) == 2
+    assert "a training recipe is scored alone" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

@@ -35,10 +35,13 @@ from iconet.cli import UserError
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="score models on test volumes under one metric protocol",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", nargs="+", type=Path, metavar="DATA", help="test volumes or folders of them")
+    p.add_argument("data", nargs="+", type=Path, metavar="CONFIG_OR_DATA",
+                   help="test volumes or folders of them, or one training recipe (.yaml): its test share "
+                        "(the third part of data.split), else its validation subjects, with its degradation "
+                        "and normalisation")
     p.add_argument("--models", nargs="+", required=True, metavar="MODEL")
-    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=2)
-    p.add_argument("--degradation", choices=("kspace", "bicubic"), default="kspace",
+    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=None, help="default 2, or the recipe's")
+    p.add_argument("--degradation", choices=("kspace", "bicubic"), default=None,
                    help="kspace: truncation + seeded Cartesian mask (default); bicubic: plain bicubic")
     p.add_argument("--axis", type=int, choices=(0, 1, 2), default=2, help="slice axis (default 2)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: eval-x<scale>)")
@@ -66,6 +69,40 @@ def _volumes(paths: list[Path]) -> list[Any]:
             vols.append(read_volume(path))
     _distinct(vols)
     return vols
+
+
+def _recipe(args: argparse.Namespace) -> dict[str, Any] | None:
+    """For one ``.yaml`` DATA: the recipe's test (else validation) volumes, its degradation with
+    masks seeded from each volume's name, and its normalisation; fills ``--scale`` and
+    ``--degradation`` (an explicit value that contradicts the recipe is an error). Otherwise
+    ``None`` and the defaults x2 / kspace."""
+    import dataclasses
+
+    is_recipe = len(args.data) == 1 and args.data[0].suffix in (".yaml", ".yml") and args.data[0].is_file()
+    if not is_recipe:
+        if any(p.suffix in (".yaml", ".yml") for p in args.data):
+            raise UserError("a training recipe is scored alone: give one .yaml, or volumes and folders")
+        args.scale = args.scale or 2
+        args.degradation = args.degradation or "kspace"
+        return None
+    if args.layout != "plain" or args.contrast is not None or args.downstream == "tumour":
+        raise UserError(f"{args.data[0]}: --layout/--contrast/--downstream tumour take data folders; "
+                        "the recipe names its own layout and contrast")
+    from iconet.data.io import read_volume
+    from iconet.engine.config import load_train_config
+    from iconet.engine.data import find_split
+
+    cfg = load_train_config(args.data[0])
+    deg = dataclasses.replace(cfg.degradation, mask_mode="seeded")
+    for option, asked, own in (("--scale", args.scale, deg.scale), ("--degradation", args.degradation, deg.kind)):
+        if asked is not None and asked != own:
+            raise UserError(f"{args.data[0]}: {option} {asked} contradicts the recipe's {own}")
+    args.scale, args.degradation = deg.scale, deg.kind
+    split = find_split(cfg.data)
+    share, subjects = ("test", split.test) if split.test else ("validation", split.val)
+    volumes = [read_volume(path) for path in subjects.values()]
+    _distinct(volumes)
+    return {"volumes": volumes, "degradation": deg, "normalization": cfg.data.normalization, "share": share}
 
 
 def _distinct(vols: list[Any]) -> None:
@@ -107,22 +144,29 @@ def run(args: argparse.Namespace) -> int:
     if args.downstream == "tumour" and args.layout != "brats2021":
         raise UserError("--downstream tumour needs expert tumour labels: use --layout brats2021 --contrast ... "
                         "(BraTS2021_*/BraTS2021_*_seg.nii.gz); plain volumes carry none")
+    recipe = _recipe(args)
     out = args.out or Path(f"eval-x{args.scale}")
     targets = [out / n for n in ("per_volume.csv", "summary.json", "table.md", "bars.png")]
     if any(t.exists() for t in targets) and not args.overwrite:
         raise UserError(f"{out}: holds an earlier evaluation (use --overwrite to replace it)")
-    degradation = Degradation(kind=args.degradation, scale=args.scale)
+    degradation = recipe["degradation"] if recipe else Degradation(kind=args.degradation, scale=args.scale)
     candidates = [load_candidate(m, args.scale, degradation.grid) for m in args.models]
     for c in candidates:
         if c.grid != degradation.grid:
             raise UserError(f"{c.source}: trained on the {c.grid} grid, the test data use the {degradation.grid} grid")
     labels: dict[str, Any] | None = None
-    if args.layout == "brats2021":
+    if recipe:
+        volumes = recipe["volumes"]
+    elif args.layout == "brats2021":
         volumes, labels = _brats_volumes(args.data, args.contrast, args.downstream == "tumour")
     else:
         volumes = _volumes(args.data)
     result = evaluate(candidates, volumes, degradation, axis=args.axis, downstream=args.downstream or False,
-                      labels=labels if args.downstream == "tumour" else None, contrast=args.contrast)
+                      labels=labels if args.downstream == "tumour" else None, contrast=args.contrast,
+                      normalization=recipe["normalization"] if recipe else None)
+    if recipe:
+        print(f"{args.data[0]}: scored on its {recipe['share']} subjects: {', '.join(v.name for v in volumes)}",
+              file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     from iconet.data.io import atomic_output
 

@@ -6,7 +6,7 @@ Data code only: it knows volumes, layouts and degradations, never a model.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,12 @@ _CONTRAST_OPTION = {"ixi": "contrast", "brats2021": "contrasts", "hecktor": "mod
 
 @dataclass
 class Split:
-    """Subject id → image file of each split (sorted by subject)."""
+    """Subject id → image file of each split (sorted by subject). ``test`` is the held-out
+    share of a three-way ``data.split`` (empty otherwise): never read by training."""
 
     train: dict[str, Path]
     val: dict[str, Path]
+    test: dict[str, Path] = field(default_factory=dict)
 
 
 def find_split(cfg: DataConfig) -> Split:
@@ -54,11 +56,14 @@ def find_split(cfg: DataConfig) -> Split:
         if unknown:
             shown = ", ".join(subjects[:8]) + (" ..." if len(subjects) > 8 else "")
             raise ConfigError(f"data.{key}: no subject {unknown[0]!r} in {cfg.root} ({cfg.layout}); found: {shown}")
+    test: list[str] = []
     if cfg.train_subjects or cfg.val_subjects:
         train = list(cfg.train_subjects) or [s for s in subjects if s not in cfg.val_subjects]
         val = list(cfg.val_subjects) or [s for s in subjects if s not in cfg.train_subjects]
     else:
-        train, val = split_subjects(subjects, cfg.split, cfg.split_seed)[:2]
+        parts = split_subjects(subjects, cfg.split, cfg.split_seed)
+        train, val = parts[:2]
+        test = parts[2] if len(parts) > 2 else []
     if not val:
         raise ConfigError(
             f"the validation split is empty ({len(subjects)} subject(s) in {cfg.root}); "
@@ -66,7 +71,8 @@ def find_split(cfg: DataConfig) -> Split:
         )
     if not train:
         raise ConfigError(f"the training split is empty ({len(subjects)} subject(s) in {cfg.root}); set data.train_subjects")
-    return Split({s: images[s] for s in sorted(train)}, {s: images[s] for s in sorted(val)})
+    return Split({s: images[s] for s in sorted(train)}, {s: images[s] for s in sorted(val)},
+                 {s: images[s] for s in sorted(test)})
 
 
 def _volume(subject: str, path: Path) -> Volume:
