@@ -9,6 +9,7 @@ S1's held-out slab (never Colin27), seed 0, bf16 autocast on this CPU.
 
     python benchmarks/design_x2.py train [--only NAME ...] [--root runs/design_x2] [--threads 1]
     python benchmarks/design_x2.py table [--root runs/design_x2]   # benchmarks/results/design_x2_cpu.md
+    python benchmarks/design_x2.py init                            # untrained outputs vs bicubic
 
 ``train`` runs the chosen variants one after another (each in its own ``iconet train``
 process); ``table`` gathers ``val/sr_psnr`` at every validation and the training L1 at the end.
@@ -98,6 +99,48 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """How far each *untrained* network's output is from HR, against bicubic's (L1, 16 S1 patches).
+
+    The patches are S1 training patches of the x2 recipe under plain bicubic degradation (so
+    "no change" = bicubic is the natural reference); models built with seed 0.
+    """
+    import torch
+
+    from iconet.config import apply_overrides
+    from iconet.data.datasets import collate
+    from iconet.engine.config import train_config_from_dict
+    from iconet.engine.data import build_datasets, find_split
+    from iconet.models import build_model
+    from iconet.ops.grid import upsample
+
+    data = yaml.safe_load(RECIPE.read_text())
+    cfg = train_config_from_dict(apply_overrides(data, ["degradation.kind=bicubic", "model.grid=centre",
+                                                        "data.num_workers=0"]))
+    train, _val, _ = build_datasets(cfg, find_split(cfg.data))
+    train.set_epoch(0)
+    batch = collate([train[i] for i in range(0, 160, 10)])
+    x, hr = batch["lr"], batch["hr_stages"][-1]
+    rows = [("bicubic (reference)", float((upsample(x, 2, "centre") - hr).abs().mean()))]
+    specs = {"ICONet shipped x2 config, PyTorch default init": {**W56, "grid": "centre", "zero_tails": False},
+             "ICONet shipped x2 config, zero tails": {**W56, "grid": "centre", "zero_tails": True},
+             "EDSR-baseline": {"name": "edsr", "scale": 2, "grid": "centre"},
+             "T2Net-style": {"name": "t2net", "scale": 2, "grid": "centre"}}
+    for label, spec in specs.items():
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out = build_model(spec).eval()(x)["sr"][-1]
+        rows.append((label, float((out - hr).abs().mean())))
+    ref = rows[0][1]
+    lines = ["| untrained network | L1 to HR | × bicubic's |", "|---|---:|---:|"]
+    lines += [f"| {n} | {v:.4f} | {v / ref:.1f}× |" for n, v in rows]
+    text = "\n".join(lines) + "\n\n16 S1 training patches (HR 128²) of configs/zoo_t1_x2.yaml, bicubic degradation, seed 0.\n"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "design_x2_init.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -105,11 +148,13 @@ def main() -> int:
     t.add_argument("--only", nargs="*", choices=list(VARIANTS), default=[])
     t.add_argument("--threads", type=int, default=2)
     tb = sub.add_parser("table")
-    tb.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
+    ini = sub.add_parser("init")
+    for p in (tb, ini):
+        p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
     for p in (t, tb):
         p.add_argument("--root", type=Path, default=Path("runs/design_x2"))
     args = ap.parse_args()
-    return cmd_train(args) if args.cmd == "train" else cmd_table(args)
+    return {"train": cmd_train, "table": cmd_table, "init": cmd_init}[args.cmd](args)
 
 
 if __name__ == "__main__":

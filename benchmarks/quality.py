@@ -15,6 +15,7 @@ Steps (one command each, from a fresh clone after ``pip install -e .``):
     python benchmarks/quality.py score [--groups ...]      # iconet eval on data/colin27_T1.nii.gz
     python benchmarks/quality.py table                     # benchmarks/results/quality.md
     python benchmarks/quality.py figure --groups kspace_x2 kspace_x4   # docs/img/colin27_<group>.png
+    python benchmarks/quality.py input                     # the LR input vs CLEAN (the bar for REC)
 
 ``train`` runs every run of the chosen groups *at the same time* (``--jobs``, default all; one
 GPU is shared, each process gets ``--threads`` CPU threads). With ``--budget`` it first trains
@@ -275,7 +276,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
     for g in args.groups:
         grp = GROUPS[g]
         deg = Degradation(kind=grp["kind"], scale=grp["scale"])
-        hr, _norm = _slices(vol, 2, deg.multiple, NormalizeConfig())
+        hr, _norm = _slices(vol, 2, deg.multiple, NormalizeConfig())[:2]
         made = deg.degrade(hr, vol.name)
         k = hr.shape[0] // 2
         x = made["lr"][k : k + 1, None]
@@ -302,10 +303,44 @@ def cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_input(args: argparse.Namespace) -> int:
+    """The undersampled LR input itself scored against CLEAN, the bar for the REC outputs.
+
+    The same stack, degradation (seeded from the volume's name) and protocol as ``iconet eval``,
+    so it sits beside the REC column of the group tables.
+    """
+    import numpy as np
+
+    from iconet.data.degrade import Degradation
+    from iconet.data.io import read_volume
+    from iconet.data.normalize import NormalizeConfig, denormalize
+    from iconet.evaluation.metrics import FASTMRI, evaluate_volume
+    from iconet.evaluation.runner import _slices
+
+    vol = read_volume(args.data)
+    protocol = type(FASTMRI)(**{**vars(FASTMRI), "slice_axis": 0})
+    lines = ["| group | LR input vs CLEAN: PSNR (dB) | SSIM |", "|---|---:|---:|"]
+    for g in args.groups:
+        grp = GROUPS[g]
+        if grp["kind"] != "kspace" or g == "ablation_x4":
+            continue
+        deg = Degradation(kind="kspace", scale=grp["scale"])
+        hr, norm = _slices(vol, 2, deg.multiple, NormalizeConfig())[:2]
+        made = deg.degrade(hr, vol.name)
+        m = evaluate_volume(*(np.asarray(denormalize(t.double().numpy(), norm)) for t in (made["lr"], made["clean"])),
+                            protocol)
+        lines.append(f"| {g} | {m['psnr']:.2f} | {m['ssim']:.4f} |")
+    text = "\n".join(lines) + f"\n\n{args.data}, axis 2, every foreground slice; {protocol.describe()}\n"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "quality_input.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("train", "export", "score", "table", "figure"):
+    for name in ("train", "export", "score", "table", "figure", "input"):
         p = sub.add_parser(name)
         p.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
         p.add_argument("--root", type=Path, default=Path("runs/quality"))
@@ -324,15 +359,15 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
         if name == "export":
             p.add_argument("--jobs", type=int, default=8)
-        if name in ("score", "figure"):
+        if name in ("score", "figure", "input"):
             p.add_argument("--data", type=Path, default=COLIN27)
         if name == "figure":
             p.add_argument("--figures", type=Path, default=REPO / "docs/img")
-        if name == "table":
+        if name in ("table", "input"):
             p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
     args = ap.parse_args(argv)
     return {"train": cmd_train, "export": cmd_export, "score": cmd_score, "table": cmd_table,
-            "figure": cmd_figure}[args.cmd](args)
+            "figure": cmd_figure, "input": cmd_input}[args.cmd](args)
 
 
 if __name__ == "__main__":
