@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from quality import resolved_recipe, save_recipe  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs/zoo_t1_x2.yaml"
@@ -54,18 +54,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
 
 
 def write_recipe(name: str, root: Path, threads: int) -> Path:
-    from iconet.config import apply_overrides, to_dict
-    from iconet.engine.config import train_config_from_dict
-
     model, extra, _ = VARIANTS[name]
-    data = yaml.safe_load(RECIPE.read_text())
-    data["model"] = dict(model)
-    cfg = train_config_from_dict(apply_overrides(data, COMMON + extra + [f"run.threads={threads}",
-                                                                        f"run.out_dir={root / name}"]))
-    path = root / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return path
+    overrides = COMMON + extra + [f"run.threads={threads}", f"run.out_dir={root / name}"]
+    return save_recipe(resolved_recipe(RECIPE, model, overrides), root / f"{name}.yaml")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -107,16 +98,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from iconet.config import apply_overrides
     from iconet.data.datasets import collate
-    from iconet.engine.config import train_config_from_dict
     from iconet.engine.data import build_datasets, find_split
     from iconet.models import build_model
     from iconet.ops.grid import upsample
 
-    data = yaml.safe_load(RECIPE.read_text())
-    cfg = train_config_from_dict(apply_overrides(data, ["degradation.kind=bicubic", "model.grid=centre",
-                                                        "data.num_workers=0"]))
+    cfg = resolved_recipe(RECIPE, None, ["degradation.kind=bicubic", "model.grid=centre", "data.num_workers=0"])
     train, _val, _ = build_datasets(cfg, find_split(cfg.data))
     train.set_epoch(0)
     batch = collate([train[i] for i in range(0, 160, 10)])

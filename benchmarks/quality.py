@@ -86,19 +86,32 @@ def run_specs(groups: list[str], root: Path) -> list[dict[str, Any]]:
     return specs
 
 
-def write_recipe(spec: dict[str, Any], steps: int, path: Path, extra: list[str]) -> Path:
-    """The run's full recipe: the zoo recipe, the peer's model section, overrides, steps."""
-    from iconet.config import apply_overrides, to_dict
+def resolved_recipe(recipe: Path, model: dict[str, Any] | None, overrides: list[str]) -> Any:
+    """A training recipe with its ``model`` section replaced (``None``: kept) and dotted
+    overrides applied, validated as a :class:`~iconet.engine.config.TrainConfig`."""
+    from iconet.config import apply_overrides
     from iconet.engine.config import train_config_from_dict
 
-    data = yaml.safe_load(RECIPES[spec["scale"]].read_text())
-    if spec["peer"] is not None:
-        data["model"] = {**spec["peer"], "scale": spec["scale"]}
-    overrides = spec["overrides"] + [f"run.steps={steps}", f"run.out_dir={spec['out']}"] + extra
-    cfg = train_config_from_dict(apply_overrides(data, overrides))
+    data = yaml.safe_load(recipe.read_text())
+    if model is not None:
+        data["model"] = dict(model)
+    return train_config_from_dict(apply_overrides(data, overrides))
+
+
+def save_recipe(cfg: Any, path: Path) -> Path:
+    """Write a resolved config as the YAML recipe ``iconet train`` runs."""
+    from iconet.config import to_dict
+
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return path
+
+
+def write_recipe(spec: dict[str, Any], steps: int, path: Path, extra: list[str]) -> Path:
+    """The run's full recipe: the zoo recipe, the peer's model section, overrides, steps."""
+    model = {**spec["peer"], "scale": spec["scale"]} if spec["peer"] is not None else None
+    overrides = spec["overrides"] + [f"run.steps={steps}", f"run.out_dir={spec['out']}"] + extra
+    return save_recipe(resolved_recipe(RECIPES[spec["scale"]], model, overrides), path)
 
 
 def launch(specs: list[dict[str, Any]], steps: dict[int, int], root: Path, tag: str, extra: list[str],
