@@ -253,3 +253,19 @@ def test_mix_norm_switch_removes_the_pre_norm_only():
     assert norms and not [m for m in without.modules() if m.__class__.__name__ == "ChannelLayerNorm"]
     assert count_parameters(with_norm) - count_parameters(without) == sum(count_parameters(n) for n in norms)
     assert without(torch.rand(1, 1, 10, 12))["sr"][0].shape == (1, 1, 20, 24)
+
+
+def test_rec_blocks_per_group_sets_the_reconstruction_branch_depth_only():
+    default = tiny(scale=4, blocks_per_group=2)
+    light = tiny(scale=4, blocks_per_group=2, rec_blocks_per_group=1)
+    for stage_d, stage_l in zip(default.stages, light.stages):
+        assert [len(g.blocks) for g in stage_l.sr_groups] == [len(g.blocks) for g in stage_d.sr_groups] == [2]
+        assert [len(g.blocks) for g in stage_l.rec_groups] == [1]
+    one_block = sum(count_parameters(m) for m in default.stages[0].rec_groups[0].blocks[:1])
+    assert count_parameters(default) - count_parameters(light) == 2 * one_block  # one block fewer per stage
+    # None means "as the SR branch": the same model, weight for weight
+    same = tiny(scale=4, blocks_per_group=2, rec_blocks_per_group=2)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), same.state_dict().values()))
+    assert light(torch.rand(1, 1, 9, 11))["rec"][-1].shape == (1, 1, 18, 22)
+    with pytest.raises(ValueError, match="rec_blocks_per_group"):
+        ICONetConfig(rec_blocks_per_group=0)

@@ -42,6 +42,9 @@ class ICONetConfig(ModelConfig):
             one count for every stage, or a list with one count per stage, first (lowest
             resolution) stage first, e.g. ``[3, 1]`` at 4x keeps the high-resolution stage light.
         blocks_per_group: RSCFL blocks per group.
+        rec_blocks_per_group: RSCFL blocks per group of the reconstruction branch; ``None``
+            (default) = ``blocks_per_group``. Fewer makes the prior branch lighter than the SR
+            branch (its task, removing undersampling artifacts at LR size, is the easier one).
         heads: heads of the channel attention (width must be divisible by it).
         ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
         rec_branch: build the reconstruction branch (off: SR branch alone, no prior, no fusion).
@@ -65,6 +68,7 @@ class ICONetConfig(ModelConfig):
     width: int = 40
     groups_per_stage: int | list[int] = 2
     blocks_per_group: int = 2
+    rec_blocks_per_group: int | None = None
     heads: int = 4
     ffn_expansion: float = 1.0
     rec_branch: bool = True
@@ -79,6 +83,10 @@ class ICONetConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_positive("width", "blocks_per_group", "heads")
+        if self.rec_blocks_per_group is not None and (
+            not isinstance(self.rec_blocks_per_group, int) or self.rec_blocks_per_group < 1
+        ):
+            raise ValueError(f"rec_blocks_per_group must be a positive integer or None, got {self.rec_blocks_per_group!r}")
         groups = self.groups_per_stage
         if isinstance(groups, list):
             if len(groups) != self.stages:
@@ -102,6 +110,11 @@ class ICONetConfig(ModelConfig):
         """RSCFL groups per branch in stage ``k`` (0-based)."""
         g = self.groups_per_stage
         return g[k] if isinstance(g, list) else g
+
+    @property
+    def rec_blocks(self) -> int:
+        """RSCFL blocks per group of the reconstruction branch."""
+        return self.blocks_per_group if self.rec_blocks_per_group is None else self.rec_blocks_per_group
 
 
 def _conv3(cin: int, cout: int) -> nn.Conv2d:
@@ -135,7 +148,7 @@ class ICONetStage(nn.Module):
         self.rec_groups: nn.ModuleList | None = None
         self.fusions: nn.ModuleList | None = None
         if cfg.rec_branch:
-            self.rec_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)
+            self.rec_groups = nn.ModuleList(RSCFLGroup(c, cfg.rec_blocks, **block) for _ in groups)
             self.tail_rec = _conv3(c, cin)
             self.embed = _conv3(cin, c)
             # The reconstruction features of the last stage have no next stage to feed.
