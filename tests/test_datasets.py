@@ -126,6 +126,35 @@ def test_random_crops_in_range_and_reproducible():
     assert again[0]["degradation"]["seed"] != ds[0]["degradation"]["seed"]
 
 
+def test_whole_slice_degradation_crops_the_patch_from_the_degraded_slice():
+    """degrade_whole_slice: LR, CLEAN and every stage target of a patch are the crops of the
+    whole slice's (seeded, so reproducible) degradation under the HR patch, on the LR grid."""
+    vol = _head(shape=(40, 48, 12))
+    deg = Degradation(scale=4, mask_mode="seeded")
+    ds = SliceDataset([vol], deg, SliceConfig(axis=2, patch_size=16, degrade_whole_slice=True), seed=3)
+    arr = ds.array("sub-01")
+    origins = set()
+    for i in range(len(ds)):
+        s = ds[i]
+        r, c = s["origin"]
+        assert r % 4 == 0 and c % 4 == 0  # the patch starts on an LR pixel
+        origins.add((r, c))
+        whole = torch.from_numpy(np.ascontiguousarray(arr[:, :, s["slice"]]))[None]  # 40x48: multiples of 8
+        full = deg.degrade(whole, "sub-01")
+        stages = deg.stage_targets(whole)
+        torch.testing.assert_close(s["hr"], whole[:, r : r + 16, c : c + 16])
+        torch.testing.assert_close(s["lr"], full["lr"][:, r // 4 : r // 4 + 4, c // 4 : c // 4 + 4])
+        torch.testing.assert_close(s["clean"], full["clean"][:, r // 4 : r // 4 + 4, c // 4 : c // 4 + 4])
+        torch.testing.assert_close(s["hr_stages"][0], stages["hr"][0][:, r // 2 : r // 2 + 8, c // 2 : c // 2 + 8])
+        torch.testing.assert_close(s["hr_stages"][1], s["hr"])
+        torch.testing.assert_close(s["clean_stages"][1], s["hr_stages"][0])
+    assert len(origins) > 1
+    # the patch-first default degrades the cropped patch alone
+    first = SliceDataset([vol], deg, SliceConfig(axis=2, patch_size=16), seed=3)[0]
+    crop = deg.degrade(first["hr"], "sub-01")["lr"]
+    torch.testing.assert_close(first["lr"], crop)
+
+
 def test_patch_not_multiple_raises():
     with pytest.raises(ValueError, match="multiple of 2\\*scale = 8"):
         SliceDataset([_head()], Degradation(scale=4), SliceConfig(patch_size=20))

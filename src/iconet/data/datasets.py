@@ -57,6 +57,12 @@ class SliceConfig:
         slice_step: keep every n-th of the foreground slices (DESIGN §7 uses 2 for evaluation).
         normalization: the method; ``None`` = per-modality default
             (:func:`iconet.data.normalize.default_config`).
+        degrade_whole_slice: with ``patch_size``: degrade the whole slice, then crop the LR,
+            CLEAN and stage targets of the patch from it (at an origin on the LR grid), as an
+            acquisition of the whole field of view would. Off (the default until every recipe
+            is re-measured): the HR patch is cropped first and degraded alone, so its FFT treats
+            the patch as periodic and puts wrap-around ringing along all four patch borders
+            that no whole scan has.
     """
 
     axis: int | str = 2
@@ -66,6 +72,7 @@ class SliceConfig:
     foreground_fraction: float = 0.10
     slice_step: int = 1
     normalization: NormalizeConfig | None = None
+    degrade_whole_slice: bool = False
 
     def __post_init__(self) -> None:
         if self.axis not in (*AXES, "all"):
@@ -230,6 +237,7 @@ class SliceDataset(Dataset):
         hr, origin = self._fit(hr)
         g = self._generator(i)
         p = self.config.patch_size
+        whole = p is not None and self.config.degrade_whole_slice
         if p is not None:
             H, W = hr.shape[-2:]
             if H < p or W < p:  # pad small slices up to the patch (centred, zeros)
@@ -237,12 +245,23 @@ class SliceDataset(Dataset):
                 hr = torch.nn.functional.pad(hr, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
                 origin = (origin[0] - ph // 2, origin[1] - pw // 2)
                 H, W = hr.shape[-2:]
-            top = int(torch.randint(0, H - p + 1, (1,), generator=g))
-            left = int(torch.randint(0, W - p + 1, (1,), generator=g))
-            hr = hr[:, top : top + p, left : left + p].contiguous()
+            s = self.degradation.scale
+            # whole slice degraded first: the patch origin lies on the LR grid (a multiple of s)
+            step = s if whole else 1
+            top = int(torch.randint(0, (H - p) // step + 1, (1,), generator=g)) * step
+            left = int(torch.randint(0, (W - p) // step + 1, (1,), generator=g)) * step
+            if whole:
+                out = self.degradation.degrade(hr, entry.name, g, noise_key=f"axis{ax}/slice{k}")
+                stages = self.degradation.stage_targets(hr)
+                hr = hr[:, top : top + p, left : left + p].contiguous()
+                out = {**out, "lr": _crop_at(out["lr"], top, left, p, H), "clean": _crop_at(out["clean"], top, left, p, H)}
+                stages = {key: [_crop_at(t, top, left, p, H) for t in ts] for key, ts in stages.items()}
+            else:
+                hr = hr[:, top : top + p, left : left + p].contiguous()
             origin = (origin[0] + top, origin[1] + left)
-        out = self.degradation.degrade(hr, entry.name, g, noise_key=f"axis{ax}/slice{k}")
-        stages = self.degradation.stage_targets(hr)
+        if not whole:
+            out = self.degradation.degrade(hr, entry.name, g, noise_key=f"axis{ax}/slice{k}")
+            stages = self.degradation.stage_targets(hr)
         return {
             "lr": out["lr"],
             "clean": out["clean"],
@@ -256,6 +275,13 @@ class SliceDataset(Dataset):
             "norm": entry.norm.as_dict(),
             "degradation": out["params"],
         }
+
+
+def _crop_at(t: torch.Tensor, top: int, left: int, p: int, full: int) -> torch.Tensor:
+    """The part of ``t`` (a degraded or stage-target image of a ``full``-row HR slice, at its own
+    size) under the HR patch ``[top : top + p, left : left + p]``."""
+    f = full // t.shape[-2]  # HR pixels per pixel of t
+    return t[..., top // f : (top + p) // f, left // f : (left + p) // f].contiguous()
 
 
 def _read(path: str | Path) -> Volume:

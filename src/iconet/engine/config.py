@@ -49,6 +49,10 @@ class DataConfig:
         axis: training slice axis, 0, 1, 2 or ``"all"``.
         val_axis: validation slice axis (``None``: same as ``axis``).
         patch_size: HR training patch side in pixels, a multiple of ``2·scale``.
+        degrade_whole_slice: degrade each training slice whole, then crop the patch (LR, CLEAN
+            and stage targets) from it, instead of degrading the cropped patch alone (whose FFT
+            wraps the patch around and rings along its borders). See
+            :class:`iconet.data.datasets.SliceConfig`.
         batch_size: training patches per step *per process* (the global batch is
             ``batch_size · world_size``).
         num_workers: ``DataLoader`` worker processes for training.
@@ -74,6 +78,7 @@ class DataConfig:
     axis: int | str = 2
     val_axis: int | str | None = None
     patch_size: int = 64
+    degrade_whole_slice: bool = False
     batch_size: int = 8
     num_workers: int = 0
     fit: Literal["crop", "pad"] = "crop"

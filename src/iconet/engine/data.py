@@ -94,7 +94,7 @@ def build_datasets(cfg: TrainConfig, split: Split) -> tuple[SliceDataset, SliceD
     train = SliceDataset(
         [_volume(s, p) for s, p in split.train.items()],
         cfg.degradation,
-        SliceConfig(axis=d.axis, patch_size=d.patch_size, **common),  # type: ignore[arg-type]
+        SliceConfig(axis=d.axis, patch_size=d.patch_size, degrade_whole_slice=d.degrade_whole_slice, **common),  # type: ignore[arg-type]
         seed=cfg.run.seed,
     )
     val_deg: Degradation = dataclasses.replace(cfg.degradation, mask_mode="seeded")
