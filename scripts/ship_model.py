@@ -36,7 +36,7 @@ LIMITS = """## Limits: read before use
 """
 
 
-def colin27_section(eval_dir: Path, key: str) -> str:
+def colin27_section(eval_dir: Path, key: str, note: str = "") -> str:
     summary = json.loads((eval_dir / "summary.json").read_text())
     table = (eval_dir / "table.md").read_text().strip()
     mine = summary["models"].get(key)
@@ -57,6 +57,7 @@ def colin27_section(eval_dir: Path, key: str) -> str:
         "",
         table,
         "",
+        *([note, ""] if note else []),
     ])
 
 
@@ -67,6 +68,7 @@ def main() -> int:
     ap.add_argument("--eval", type=Path, required=True, help="an iconet eval --out folder that scored this model")
     ap.add_argument("--model-key", default=None, help="the model's row name in that evaluation (default: folder name)")
     ap.add_argument("--short", default="", help="a sentence on the training budget, for the limits")
+    ap.add_argument("--note", default="", help="a paragraph under the Colin27 table (e.g. where each row was trained)")
     args = ap.parse_args()
     key = args.model_key or args.export_dir.name
     card = (args.export_dir / "model_card.md").read_text()
@@ -78,7 +80,7 @@ def main() -> int:
                 f" ({deg['sampled_fraction']:.0%} of the lines, a fresh random mask per training sample)"
                 if deg["kind"] == "kspace" else f"{deg['kind']} downsampling")
     card = card.replace("# iconet model card:", f"# {args.name} — iconet model card:", 1)
-    card += "\n" + colin27_section(args.eval, key) + "\n" + LIMITS.format(
+    card += "\n" + colin27_section(args.eval, key, args.note) + "\n" + LIMITS.format(
         degradation=deg_text, name=args.name, short=args.short or "See the training recipe above.")
     target = ZOO / args.name
     tmp = ZOO / f".{args.name}.tmp"
