@@ -8,11 +8,16 @@ validation every 250 (500) steps on
 S1's held-out slab (never Colin27), seed 0, bf16 autocast on this CPU.
 
     python benchmarks/design_x2.py train [--only NAME ...] [--root runs/design_x2] [--threads 1]
+    python benchmarks/design_x2.py score [--only NAME ...] [--root runs/design_x2]  # axial slices only
     python benchmarks/design_x2.py table [--root runs/design_x2]   # benchmarks/results/design_x2_cpu.md
     python benchmarks/design_x2.py init                            # untrained outputs vs bicubic
 
 ``train`` runs the chosen variants one after another (each in its own ``iconet train``
 process); ``table`` gathers ``val/sr_psnr`` at every validation and the training L1 at the end.
+``score`` re-scores each run's best checkpoint on the slab's *axial* slices alone (``iconet
+eval --axis 2``): the slab is 80 slices thick along axis 2, so two of the validation's three
+planes are 80-pixel strips cut through tissue, whose borders weigh far more than in a whole
+head slice (Colin27's axial test slices have background all around).
 """
 
 from __future__ import annotations
@@ -46,6 +51,21 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
     "iconet_w40_zt_lr1e3": ({**W40, "zero_tails": True}, ["optim.lr=1e-3"], "+ lr 1e-3"),
     "iconet_w56g3_zero_tails": ({**W56, "zero_tails": True}, [], "ICONet shipped x2 config, zero tails"),
     "iconet_w56g3_zt_lr1e3": ({**W56, "zero_tails": True}, ["optim.lr=1e-3"], "shipped x2 config, zero tails, lr 1e-3"),
+    # where the parameters go: depth moved from the reconstruction branch to the SR branch
+    "iconet_w56g3b3_rec1": ({**W56, "zero_tails": True, "blocks_per_group": 3, "rec_blocks_per_group": 1}, [],
+                            "shipped x2 size (1.23 M), SR branch 3 blocks/group, rec branch 1"),
+    "iconet_w64g3_rec1": ({**W56, "width": 64, "zero_tails": True, "rec_blocks_per_group": 1}, [],
+                          "width 64, rec branch 1 block/group (1.31 M)"),
+    "iconet_w56g3b1_rec3": ({**W56, "zero_tails": True, "blocks_per_group": 1, "rec_blocks_per_group": 3}, [],
+                            "shipped x2 size (1.23 M), SR branch 1 block/group, rec branch 3"),
+    # training patches cut from the degraded whole slice, not degraded alone (no wrap-around ringing)
+    "edsr_whole": ({"name": "edsr", "scale": 2}, ["data.degrade_whole_slice=true"],
+                   "EDSR-baseline, patches cut from the degraded whole slice"),
+    "iconet_w56g3_zt_whole": ({**W56, "zero_tails": True}, ["data.degrade_whole_slice=true"],
+                              "shipped x2 config, zero tails, patches cut from the degraded whole slice"),
+    # how far apart two seeds of the same run land (the noise level of this table)
+    "edsr_seed1": ({"name": "edsr", "scale": 2}, ["run.seed=1"], "EDSR-baseline, second seed"),
+    "iconet_w56g3_zt_seed1": ({**W56, "zero_tails": True}, ["run.seed=1"], "shipped x2 config, zero tails, second seed"),
     # does the gap close with steps? the same pair for 3x longer
     "edsr_1500": ({"name": "edsr", "scale": 2}, ["run.steps=1500", "run.val_every=500"], "EDSR-baseline, 1,500 steps"),
     "iconet_w56g3_zt_1500": ({**W56, "zero_tails": True}, ["run.steps=1500", "run.val_every=500"],
@@ -68,9 +88,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    bad = 0
+    for name in args.only or list(VARIANTS):
+        run, out = args.root / name, args.root / "axial" / name
+        if not (run / "checkpoints").is_dir() or (out / "summary.json").exists():
+            continue
+        print(f"== {name}: axial slices of the held-out slab", flush=True)
+        cmd = [sys.executable, "-m", "iconet", "eval", str(REPO / "data/s1_holdout/S1_val.nii.gz"), "--models", str(run),
+               "--axis", "2", "--scale", "2", "--out", str(out)]
+        bad += subprocess.run(cmd).returncode != 0
+    return 1 if bad else 0
+
+
+def _axial(root: Path, name: str) -> str:
+    path = root / "axial" / name / "summary.json"
+    if not path.exists():
+        return "–"
+    summary = json.loads(path.read_text())
+    sr = summary["models"][name]["sr"]
+    return f"{sr['psnr'][0]:.2f} / {sr['ssim'][0]:.4f}"
+
+
 def cmd_table(args: argparse.Namespace) -> int:
-    lines = ["| variant | what it tests | val PSNR by step | last val SSIM | train L1 (sr) at the end |",
-             "|---|---|---|---:|---:|"]
+    lines = ["| variant | what it tests | val PSNR by step | last val SSIM | train L1 (sr) at the end | axial PSNR / SSIM (best) |",
+             "|---|---|---|---:|---:|---:|"]
     for name, (_m, _e, what) in VARIANTS.items():
         run = args.root / name
         if not (run / "metrics.jsonl").exists():
@@ -79,9 +121,12 @@ def cmd_table(args: argparse.Namespace) -> int:
         train = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
         key = next(k for k in train[-1] if k.startswith("train/sr_"))
         by_step = ", ".join(f"{r['step']}: {r['val/sr_psnr']:.2f}" for r in val)
-        lines.append(f"| {name} | {what} | {by_step} | {val[-1]['val/sr_ssim']:.4f} | {train[-1][key]:.4f} |")
+        lines.append(f"| {name} | {what} | {by_step} | {val[-1]['val/sr_ssim']:.4f} | {train[-1][key]:.4f} "
+                     f"| {_axial(args.root, name)} |")
     lines += ["", "S1's held-out slab (3 planes), DESIGN §3 protocol; 500 (or 1,500) steps of batch 8 (HR 96²), "
-              "k-space degradation x2, bf16 on the 2-core CPU; one seed. `python benchmarks/design_x2.py train && "
+              "k-space degradation x2, bf16 on the 2-core CPU; one seed "
+              "unless a `_seed1` row says otherwise. Axial: the best checkpoint (by the 3-plane validation) on the slab's "
+              "axial slices only, fp32. `python benchmarks/design_x2.py train && python benchmarks/design_x2.py score && "
               "python benchmarks/design_x2.py table`."]
     text = "\n".join(lines) + "\n"
     args.results.mkdir(parents=True, exist_ok=True)
@@ -134,14 +179,16 @@ def main() -> int:
     t = sub.add_parser("train")
     t.add_argument("--only", nargs="*", choices=list(VARIANTS), default=[])
     t.add_argument("--threads", type=int, default=2)
+    sc = sub.add_parser("score")
+    sc.add_argument("--only", nargs="*", choices=list(VARIANTS), default=[])
     tb = sub.add_parser("table")
     ini = sub.add_parser("init")
     for p in (tb, ini):
         p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
-    for p in (t, tb):
+    for p in (t, sc, tb):
         p.add_argument("--root", type=Path, default=Path("runs/design_x2"))
     args = ap.parse_args()
-    return {"train": cmd_train, "table": cmd_table, "init": cmd_init}[args.cmd](args)
+    return {"train": cmd_train, "score": cmd_score, "table": cmd_table, "init": cmd_init}[args.cmd](args)
 
 
 if __name__ == "__main__":
