@@ -167,6 +167,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.only:
         specs = [s for s in specs if f"{s['group']}/{s['model']}" in args.only]
     plan: dict[str, Any] = {"groups": args.groups, "runs": [f"{s['group']}/{s['model']}" for s in specs]}
+    # a root trained in several invocations (e.g. one run at a time) keeps every plan
+    old = json.loads((root / "plan.json").read_text()) if (root / "plan.json").exists() else None
+    if old is not None:
+        plan["earlier"] = old.pop("earlier", []) + [old]
     t0 = time.time()
     extra = [f"run.device={args.device}", *args.set]
     if args.budget:
