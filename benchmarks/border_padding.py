@@ -28,6 +28,7 @@ from torch import nn
 from iconet.data.degrade import Degradation
 from iconet.data.nifti import read_nifti
 from iconet.evaluation.runner import Candidate, evaluate, load_candidate
+from iconet.inference import crop_margin
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,13 +49,7 @@ class CircularPadded(nn.Module):
             return self.model(x)
         h, w = x.shape[-2:]
         out = self.model(nn.functional.pad(x, (p, p, p, p), mode="circular"))
-        cropped: dict[str, list[torch.Tensor]] = {}
-        for key, tensors in out.items():
-            cropped[key] = []
-            for t in tensors:
-                f = t.shape[-1] // (w + 2 * p)  # this output's size factor over the LR input
-                cropped[key].append(t[..., f * p : f * (p + h), f * p : f * (p + w)])
-        return cropped
+        return {key: [crop_margin(t, p, h, w) for t in tensors] for key, tensors in out.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,11 +162,15 @@ def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions, tile: int, gri
     )
     if not pad:
         return out
-    cropped = {}
-    for key, t in out.items():
-        f = t.shape[-1] // pw  # s for "sr", 1 for "rec"
-        cropped[key] = t[..., f * pad : f * (pad + h), f * pad : f * (pad + w)]
-    return cropped
+    return {key: crop_margin(t, pad, h, w) for key, t in out.items()}
+
+
+def crop_margin(t: torch.Tensor, pad: int, h: int, w: int) -> torch.Tensor:
+    """The part of ``t`` under the unpadded input: ``t`` is a model output ``(..., f·(h+2·pad),
+    f·(w+2·pad))`` for an LR input ``(h, w)`` extended by ``pad`` pixels on every side, at any
+    integer size factor ``f`` (``s`` for SR, 1 for the reconstruction)."""
+    f = t.shape[-1] // (w + 2 * pad)
+    return t[..., f * pad : f * (pad + h), f * pad : f * (pad + w)]
 
 
 def resolve_tile(model: SRModel, h: int, w: int, batch: int, opts: InferenceOptions) -> int:
