@@ -251,14 +251,12 @@ class SliceDataset(Dataset):
             step = s if whole else 1
             top = int(torch.randint(0, (H - p) // step + 1, (1,), generator=g)) * step
             left = int(torch.randint(0, (W - p) // step + 1, (1,), generator=g)) * step
-            if whole:
+            if whole:  # degrade the whole slice, then cut the patch's part of every output
                 out = self.degradation.degrade(hr, entry.name, g, noise_key=f"axis{ax}/slice{k}")
-                stages = self.degradation.stage_targets(hr)
-                hr = hr[:, top : top + p, left : left + p].contiguous()
-                out = {**out, "lr": _crop_at(out["lr"], top, left, p, H), "clean": _crop_at(out["clean"], top, left, p, H)}
-                stages = {key: [_crop_at(t, top, left, p, H) for t in ts] for key, ts in stages.items()}
-            else:
-                hr = hr[:, top : top + p, left : left + p].contiguous()
+                out.update(lr=_crop_at(out["lr"], top, left, p, H), clean=_crop_at(out["clean"], top, left, p, H))
+                stages = {key: [_crop_at(t, top, left, p, H) for t in ts]
+                          for key, ts in self.degradation.stage_targets(hr).items()}
+            hr = hr[:, top : top + p, left : left + p].contiguous()
             origin = (origin[0] + top, origin[1] + left)
         if not whole:
             out = self.degradation.degrade(hr, entry.name, g, noise_key=f"axis{ax}/slice{k}")

@@ -43,8 +43,8 @@ class ICONetConfig(ModelConfig):
             resolution) stage first, e.g. ``[3, 1]`` at 4x keeps the high-resolution stage light.
         blocks_per_group: RSCFL blocks per group.
         rec_blocks_per_group: RSCFL blocks per group of the reconstruction branch; ``None``
-            (default) = ``blocks_per_group``. Fewer makes the prior branch lighter than the SR
-            branch (its task, removing undersampling artifacts at LR size, is the easier one).
+            (default) = ``blocks_per_group``. At the shipped x2 size, moving depth either way
+            between the branches did not beat the even split (benchmarks/design_x2.py).
         heads: heads of the channel attention (width must be divisible by it).
         ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
         rec_branch: build the reconstruction branch (off: SR branch alone, no prior, no fusion).
