@@ -160,6 +160,7 @@ def test_memory_budget_and_tile_options(lr_nifti, tmp_path, capsys):
         (["--memory-budget", "lots"], "cannot read memory size 'lots'"),
         (["--memory-budget", "0"], "must be positive"),
         (["--tile", "-1"], "tile must be >= 0"),
+        (["--grid", "centre", "--pad", "circular"], "bicubic: --pad circular extends slices as a k-space acquisition"),
     ]:
         assert main(["infer", str(lr_nifti), str(tmp_path / "bad.nii.gz"), "--model", "bicubic", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -269,3 +269,121 @@ def test_a_small_budget_tiles_automatically_and_agrees_with_whole_slices(monkeyp
     forced = super_resolve_volume(model, lr, grid="centre", options=InferenceOptions(tile=0, memory_budget_bytes=1))
     assert forced["sr"].meta["iconet_tile"] == 0
     np.testing.assert_array_equal(forced["sr"].data, whole.data)
+
+
+# --------------------------------------------------------------------------- slice borders
+
+
+def _normalised_slices(volume: Volume) -> torch.Tensor:
+    """The slices of ``volume`` along axis 2 as a normalised ``(B, 1, h, w)`` batch."""
+    from iconet.data.normalize import NormalizeConfig, normalize
+
+    data, _ = normalize(volume.data.astype(np.float32), NormalizeConfig())
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, 2, 0))).unsqueeze(1)
+
+
+def _framed(hr: Volume) -> Volume:
+    """The slab in a field of view 16 px wider on every in-plane side (background around the
+    head: the sample's MNI box is tight, its lowest slices touch the border)."""
+    return Volume(np.pad(hr.data, ((16, 16), (16, 16), (0, 0))), hr.affine)
+
+
+def test_border_test_tells_a_head_in_background_from_a_field_of_view_cut_through_it():
+    from iconet.inference import border_cuts_object
+
+    slices = _normalised_slices(read_volume(sample_path()))  # (8, 1, 181, 217): whole head slices
+    assert not border_cuts_object(_normalised_slices(_framed(_hr_slab()))).any()
+    # the sample's own box is tight: its lowest slices touch the border (on 3-10 % of the
+    # 2-pixel LR ring), which is not a field of view cut through the head
+    assert not border_cuts_object(_normalised_slices(_lr_of(_hr_slab(), "kspace"))).any()
+    assert border_cuts_object(slices[..., 40:120, 50:170]).all()  # a crop through the brain
+    framed = torch.nn.functional.pad(slices[:2, :, 50:110, 60:160], (10, 10, 10, 10))  # the same tissue, framed by background
+    mixed = torch.cat([slices[:2, :, 40:120, 50:170], framed])
+    assert border_cuts_object(mixed).tolist() == [True, True, False, False]
+
+
+def _crop_lr(hr: Volume) -> Volume:
+    """A cropped field of view (the acquisition's FOV cuts through the brain), degraded by
+    k-space truncation of the crop itself: what a scanner acquiring that FOV would give."""
+    crop = Volume(np.ascontiguousarray(hr.data[40:136, 48:176]), hr.affine)
+    return _lr_of(crop, "kspace"), crop
+
+
+def test_circular_padding_is_the_manual_pad_run_crop():
+    from iconet.inference import KSPACE_MARGIN
+
+    model = _tiny_edsr("kspace")
+    lr, _ = _crop_lr(_hr_slab())
+    out = super_resolve(model, lr, grid="kspace", options=InferenceOptions(pad="circular", tile=0))["sr"]
+    assert out.meta["iconet_circular_slices"] == lr.shape[2]
+    # the same by hand: normalise, pad, forward, crop, restore
+    from iconet.data.normalize import NormalizeConfig, denormalize, normalize
+
+    data, norm = normalize(lr.data.astype(np.float32), NormalizeConfig(clip=False))
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, 2, 0))).unsqueeze(1)
+    m = KSPACE_MARGIN
+    with torch.inference_mode():
+        sr = model(torch.nn.functional.pad(x, (m, m, m, m), mode="circular"))["sr"][-1][..., 2 * m : -2 * m, 2 * m : -2 * m]
+    ref = denormalize(np.moveaxis(sr.squeeze(1).numpy(), 0, 2), norm)
+    np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-4 * float(np.abs(ref).max()))
+    none = super_resolve(model, lr, grid="kspace", options=InferenceOptions(pad="none", tile=0))["sr"]
+    assert none.meta["iconet_circular_slices"] == 0
+    assert not np.allclose(none.data, out.data)  # the padding changes the border
+
+
+def test_auto_pads_only_the_slices_cut_through_the_object():
+    model = _tiny_edsr("kspace")
+    hr = _hr_slab()
+    whole = _lr_of(_framed(hr), "kspace")  # head in background: no slice padded
+    crop, _ = _crop_lr(hr)
+    for lr, padded in [(whole, 0), (crop, crop.shape[2])]:
+        auto = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"]
+        same = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0, pad="circular" if padded else "none"))["sr"]
+        assert auto.meta["iconet_circular_slices"] == padded
+        np.testing.assert_array_equal(auto.data, same.data)
+    # a batch that mixes both kinds: each slice as its own kind of pass gives it
+    from iconet.inference import forward_whole, circular_rows
+
+    framed = np.pad(hr.data[56:120, 64:160, :2], ((16, 16), (16, 16), (0, 0)))  # tissue framed by background
+    x = _normalised_slices(Volume(np.concatenate([hr.data[40:136, 48:176, :2], framed], axis=2), hr.affine))
+    rows = circular_rows(x, "auto", "kspace")
+    assert rows.tolist() == [True, True, False, False]
+    predict = lambda t: {"sr": model(t)["sr"][-1]}  # noqa: E731
+    with torch.inference_mode():
+        mixed = forward_whole(predict, x, rows)["sr"]
+        padded = forward_whole(predict, x[:2], torch.ones(2, dtype=torch.bool))["sr"]
+        plain = predict(x[2:])["sr"]
+    torch.testing.assert_close(mixed, torch.cat([padded, plain]))
+    # the centre grid (bicubic degradation) is never padded; asking for it is an error
+    assert not circular_rows(x, "auto", "centre").any()
+    with pytest.raises(ValueError, match="centre grid"):
+        super_resolve(_tiny_edsr(), whole, grid="centre", options=InferenceOptions(pad="circular"))
+    with pytest.raises(ValueError, match="pad must be one of"):
+        InferenceOptions(pad="reflect")
+
+
+def test_circular_padding_helps_the_shipped_model_where_the_field_of_view_cuts_through_tissue():
+    # The reason the option exists, on the shipped x2 model and a real crop (S1-trained; the
+    # sample is another subject): the acquisition is periodic over the cropped FOV.
+    from iconet.hub import load_model
+
+    model = load_model("iconet-t1-x2")[0].to(memory_format=torch.channels_last)
+    lr, hr = _crop_lr(_hr_slab())
+    lr = Volume(lr.data[..., 2:5], lr.affine)
+    hr = hr.data[..., 2:5].astype(np.float64)
+    scores = {}
+    for pad in ("none", "circular"):
+        sr = super_resolve(model, lr, grid="kspace", options=InferenceOptions(pad=pad, tile=0))["sr"].data
+        scores[pad] = _psnr(hr, sr)
+    assert scores["circular"] > scores["none"] + 0.2, scores
+
+
+def test_whole_slice_budget_counts_the_circular_margin():
+    est = estimate_memory(_tiny_edsr("kspace"))
+    h = w = 64
+    fits_plain = int(est.peak(4, h * w * 4)) + 1
+    assert choose_tile(h, w, scale=2, batch=4, estimate=est, budget=fits_plain) == 0
+    m = KSPACE_MARGIN
+    assert choose_tile(h, w, scale=2, batch=4, estimate=est, budget=fits_plain, margin=m) > 0
+    assert choose_tile(h, w, scale=2, batch=4, estimate=est, budget=int(est.peak(4, (h + 2 * m) * (w + 2 * m) * 4)) + 1,
+                       margin=m) == 0

@@ -269,9 +269,11 @@ def choose_tile(
     budget: int,
     size_multiple: int = 1,
     save_rec: bool = False,
+    margin: int = 0,
 ) -> int:
     """The LR tile side for slices of ``h × w`` LR pixels: 0 (whole slices) when a batch of
-    whole slices fits ``budget``, else the largest tile that does.
+    whole slices (each extended by ``margin`` LR pixels per side: circular padding of slice
+    borders) fits ``budget``, else the largest tile that does.
 
     A tile of side ``t`` covers ``min(t, h) × min(t, w)`` LR pixels; it fits when
     ``estimate.peak(batch, that × scale²)`` plus MONAI's whole-slice accumulators
@@ -281,7 +283,7 @@ def choose_tile(
     tile; a smaller one would mostly compute its overlap).
     """
     s2 = scale * scale
-    if estimate.peak(batch, h * w * s2) <= budget:
+    if estimate.peak(batch, (h + 2 * margin) * (w + 2 * margin) * s2) <= budget:
         return 0
     step = math.lcm(max(int(size_multiple), 1), TILE_STEP)
     smallest = math.ceil(MIN_TILE / step) * step

@@ -58,6 +58,10 @@ def add_parser(sub: Any) -> None:
                    help="memory one forward pass may use when choosing tiles, e.g. 512MiB, 2GiB "
                         "(default: a quarter of the free GPU memory; on a CPU a quarter of the "
                         "available RAM, at most 2GiB)")
+    p.add_argument("--pad", choices=("auto", "none", "circular"), default="auto",
+                   help="slice borders of k-space-grid models: circular padding (the acquisition is "
+                        "periodic over its field of view) for every slice, none, or auto (default): "
+                        "only for slices whose border cuts through the object (a cropped field of view)")
     p.add_argument("--save-rec", action="store_true", help="also write the reconstruction (artifact-free) output")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.set_defaults(func=run)
@@ -84,6 +88,7 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         from iconet.models import build_model
 
         model = build_model(name, scale=scale, grid=args.grid).to(device).eval()
+        _check_pad(args.pad, args.grid, name)
         return model, args.grid, NormalizeConfig(), f"iconet {name} x{scale} ({args.grid} grid)"
     from iconet.hub import load_model
 
@@ -91,8 +96,16 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     model = model.to(memory_format=torch.channels_last)
     if args.scale is not None and model.scale != args.scale:
         raise UserError(f"model {name} upscales x{model.scale}, but --scale {args.scale} was asked")
+    _check_pad(args.pad, info.grid, name)
     norm = from_dict(NormalizeConfig, info.normalization) if info.normalization else NormalizeConfig()
     return model, info.grid, norm, f"iconet {info.name} x{model.scale} ({name}, step {info.step})"
+
+
+def _check_pad(pad: str, grid: str, name: str) -> None:
+    """``--pad circular`` fits only k-space-grid models (a periodic acquisition)."""
+    if pad == "circular" and grid != "kspace":
+        raise UserError(f"{name}: --pad circular extends slices as a k-space acquisition repeats, but this "
+                        f"model is on the {grid} grid (bicubic degradation); use --pad auto or none")
 
 
 def model_name(args: argparse.Namespace) -> str:
@@ -111,7 +124,7 @@ def options(args: argparse.Namespace) -> Any:
 
     return InferenceOptions(plane=_plane(args.plane), batch=args.batch, tile=args.tile,
                             memory_budget_bytes=args.memory_budget, precision=args.precision,
-                            save_rec=args.save_rec)
+                            save_rec=args.save_rec, pad=args.pad)
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
