@@ -66,6 +66,18 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
     # how far apart two seeds of the same run land (the noise level of this table)
     "edsr_seed1": ({"name": "edsr", "scale": 2}, ["run.seed=1"], "EDSR-baseline, second seed"),
     "iconet_w56g3_zt_seed1": ({**W56, "zero_tails": True}, ["run.seed=1"], "shipped x2 config, zero tails, second seed"),
+    # does the collaboration pay? the fusion's gate, the fusion, and the reconstruction branch itself
+    "iconet_w56g3_zt_add": ({**W56, "zero_tails": True, "fusion": "add"}, [],
+                            "shipped x2 config, zero tails, fusion without the gate (fixed mixing)"),
+    "iconet_w56g3_zt_nofusion": ({**W56, "zero_tails": True, "fusion": "none"}, [],
+                                 "shipped x2 config, zero tails, no fusion (the prior enters only at the stage end)"),
+    "iconet_w56g6_zt_norec": ({**W56, "groups_per_stage": 6, "zero_tails": True, "rec_branch": False}, [],
+                              "SR branch alone, 6 groups (1.19 M: the reconstruction branch's parameters as SR depth)"),
+    # the block itself: RSCFL's mixing branches off (conv feed-forward blocks, as EDSR's), or one of them
+    "iconet_w62g3_zt_conv": ({**W56, "width": 62, "zero_tails": True, "spatial_branch": False, "channel_branch": False}, [],
+                             "both RSCFL mixing branches off (feed-forward conv blocks only), width 62 (1.23 M)"),
+    "iconet_w56g3_zt_nochannel": ({**W56, "zero_tails": True, "channel_branch": False}, [],
+                                  "shipped x2 config without the channel (transposed-attention) branch (1.12 M)"),
     # does the gap close with steps? the same pair for 3x longer
     "edsr_1500": ({"name": "edsr", "scale": 2}, ["run.steps=1500", "run.val_every=500"], "EDSR-baseline, 1,500 steps"),
     "iconet_w56g3_zt_1500": ({**W56, "zero_tails": True}, ["run.steps=1500", "run.val_every=500"],
