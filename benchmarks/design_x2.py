@@ -78,6 +78,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                              "both RSCFL mixing branches off (feed-forward conv blocks only), width 62 (1.23 M)"),
     "iconet_w56g3_zt_nochannel": ({**W56, "zero_tails": True, "channel_branch": False}, [],
                                   "shipped x2 config without the channel (transposed-attention) branch (1.12 M)"),
+    "iconet_w62g6_zt_conv_norec": ({**W56, "width": 62, "groups_per_stage": 6, "zero_tails": True, "rec_branch": False,
+                                    "spatial_branch": False, "channel_branch": False}, [],
+                                   "SR branch alone with conv blocks only, width 62, 6 groups: ICONet's skeleton as a plain network"),
+    "edsr_zero_tail": ({"name": "edsr", "scale": 2, "zero_tail": True}, [],
+                       "EDSR-baseline with ICONet's zero-initialised output conv (starts as bicubic)"),
     # does the gap close with steps? the same pair for 3x longer
     "edsr_1500": ({"name": "edsr", "scale": 2}, ["run.steps=1500", "run.val_every=500"], "EDSR-baseline, 1,500 steps"),
     "iconet_w56g3_zt_1500": ({**W56, "zero_tails": True}, ["run.steps=1500", "run.val_every=500"],

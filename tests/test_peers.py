@@ -290,3 +290,15 @@ def test_swinir_pads_to_the_window_and_crops_back() -> None:
         padded = model(F.pad(x, (0, 1, 0, 2), mode="reflect"))["sr"][0]
     assert out.shape == (1, 1, 20, 14)
     torch.testing.assert_close(out, padded[..., :20, :14])
+
+
+def test_edsr_zero_tail_starts_as_its_global_residual_and_still_learns() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 24)
+    model = build("edsr", scale=2, zero_tail=True, n_feats=8, n_blocks=2)
+    torch.testing.assert_close(model(x)["sr"][-1], upsample(x, 2, "kspace"))
+    assert not torch.equal(build("edsr", scale=2, n_feats=8, n_blocks=2)(x)["sr"][-1], upsample(x, 2, "kspace"))
+    # the tail gets a gradient at once, so the next step moves the output
+    loss = (model(x)["sr"][-1] - torch.rand(2, 1, 32, 48)).abs().mean()
+    loss.backward()
+    assert model.tail.weight.grad.abs().sum() > 0

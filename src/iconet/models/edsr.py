@@ -76,6 +76,9 @@ class EDSRConfig(ModelConfig):
         n_blocks: residual blocks in the body.
         res_scale: residual scaling inside each block (1.0 in the baseline, 0.1 in EDSR-large).
         global_residual: add ``upsample(x, scale, grid)`` to the output (our addition).
+        zero_tail: initialise the output convolution to zero, so that the untrained network
+            is its global residual (bicubic on the grid) — ICONet's ``zero_tails``, for
+            diagnosing what that initialisation does to a plain network (off by default).
     """
 
     name: str = "edsr"
@@ -83,6 +86,7 @@ class EDSRConfig(ModelConfig):
     n_blocks: int = 16
     res_scale: float = 1.0
     global_residual: bool = True
+    zero_tail: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,6 +120,9 @@ class EDSR(SRModel):
         self.body = nn.Sequential(*[ResBlock(f, cfg.res_scale) for _ in range(cfg.n_blocks)], conv3x3(f, f))
         self.up = Upsampler(f, cfg.stages)
         self.tail = conv3x3(f, c)
+        if cfg.zero_tail:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def _forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         f = self.head(x)
