@@ -269,3 +269,22 @@ def test_rec_blocks_per_group_sets_the_reconstruction_branch_depth_only():
     assert light(torch.rand(1, 1, 9, 11))["rec"][-1].shape == (1, 1, 18, 22)
     with pytest.raises(ValueError, match="rec_blocks_per_group"):
         ICONetConfig(rec_blocks_per_group=0)
+
+
+def test_ffn_activation_switches_gelu_for_relu_and_nothing_else():
+    gelu = tiny(scale=2)  # tiny() seeds: both start from the same weights
+    relu = tiny(scale=2, ffn_activation="relu")
+    # the same parameters (an activation has none), weight for weight
+    assert all(torch.equal(a, b) for a, b in zip(gelu.state_dict().values(), relu.state_dict().values()))
+    ffn = relu.stages[0].sr_groups[0].blocks[0].ffn
+    x = torch.randn(1, ffn.expand.in_channels, 5, 6)
+    torch.testing.assert_close(ffn(x), ffn.project(torch.relu(ffn.expand(x))))
+    with torch.no_grad():
+        for m in (gelu, relu):
+            for p in m.parameters():
+                p.normal_(0, 0.1)  # non-zero tails, so the activation shows in the output
+    relu.load_state_dict(gelu.state_dict())
+    x = torch.rand(1, 1, 12, 12)
+    assert not torch.allclose(gelu(x)["sr"][-1], relu(x)["sr"][-1])
+    with pytest.raises(ValueError, match="ffn_activation"):
+        ICONetConfig(ffn_activation="swish")

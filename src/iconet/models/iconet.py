@@ -47,6 +47,7 @@ class ICONetConfig(ModelConfig):
             between the branches did not beat the even split (benchmarks/design_x2.py).
         heads: heads of the channel attention (width must be divisible by it).
         ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
+        ffn_activation: ``"gelu"`` (default) or ``"relu"`` (EDSR's) in the feed-forward networks.
         rec_branch: build the reconstruction branch (off: SR branch alone, no prior, no fusion).
         fusion: SR-Rec fusion: ``"gated"`` (adaptive), ``"add"`` (fixed mixing) or ``"none"``.
         spatial_branch: RSCFL spatial (large-kernel) branch on/off.
@@ -71,6 +72,7 @@ class ICONetConfig(ModelConfig):
     rec_blocks_per_group: int | None = None
     heads: int = 4
     ffn_expansion: float = 1.0
+    ffn_activation: str = "gelu"
     rec_branch: bool = True
     fusion: str = "gated"
     spatial_branch: bool = True
@@ -101,6 +103,8 @@ class ICONetConfig(ModelConfig):
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.ffn_expansion <= 0:
             raise ValueError(f"ffn_expansion must be > 0, got {self.ffn_expansion!r}")
+        if self.ffn_activation not in ("gelu", "relu"):
+            raise ValueError(f"ffn_activation must be 'gelu' or 'relu', got {self.ffn_activation!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.supervision not in ("all", "last"):
@@ -138,6 +142,7 @@ class ICONetStage(nn.Module):
             channel=cfg.channel_branch,
             heads=cfg.heads,
             ffn_expansion=cfg.ffn_expansion,
+            ffn_activation=cfg.ffn_activation,
             layer_scale=cfg.layer_scale,
             mix_norm=cfg.mix_norm,
         )

@@ -126,21 +126,29 @@ class ChannelAttention(nn.Module):
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
+#: activations of the feed-forward network
+FFN_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+
+
 class ConvFeedForward(nn.Module):
-    """Local feed-forward: 3×3 conv, GELU, 3×3 conv. ``(B, C, H, W) → (B, C, H, W)``.
+    """Local feed-forward: 3×3 conv, activation (GELU default, or ReLU as EDSR's blocks), 3×3
+    conv. ``(B, C, H, W) → (B, C, H, W)``.
 
     Dense 3×3 convolutions run near the CPU's peak where depth-wise ones are memory-bound,
     and they are the workhorse of SR networks.
     """
 
-    def __init__(self, channels: int, expansion: float = 1.0) -> None:
+    def __init__(self, channels: int, expansion: float = 1.0, activation: str = "gelu") -> None:
         super().__init__()
+        if activation not in FFN_ACTIVATIONS:
+            raise ValueError(f"ffn activation must be one of {sorted(FFN_ACTIVATIONS)}, got {activation!r}")
         hidden = max(1, int(round(channels * expansion)))
         self.expand = nn.Conv2d(channels, hidden, 3, padding=1)
         self.project = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.act = FFN_ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(F.gelu(self.expand(x)))
+        return self.project(self.act(self.expand(x)))
 
 
 class RSCFLBlock(nn.Module):
@@ -152,6 +160,7 @@ class RSCFLBlock(nn.Module):
         channel: keep the channel (transposed-attention) branch.
         heads: heads of the channel attention.
         ffn_expansion: hidden width of the feed-forward network, as a multiple of C.
+        ffn_activation: ``"gelu"`` or ``"relu"`` inside the feed-forward network.
         layer_scale: initial value of a learned per-channel scale on each residual branch
             (LayerScale, Touvron et al. 2021); 0 turns it off (branches added unscaled).
         mix_norm: LayerNorm over channels before the spatial/channel mixing (pre-norm); off, the
@@ -168,6 +177,7 @@ class RSCFLBlock(nn.Module):
         channel: bool = True,
         heads: int = 4,
         ffn_expansion: float = 1.0,
+        ffn_activation: str = "gelu",
         layer_scale: float = 0.0,
         mix_norm: bool = True,
     ) -> None:
@@ -177,7 +187,7 @@ class RSCFLBlock(nn.Module):
         if spatial or channel:
             self.norm_mix = ChannelLayerNorm(channels) if mix_norm else nn.Identity()
             self.project = nn.Conv2d(channels, channels, 1)
-        self.ffn = ConvFeedForward(channels, ffn_expansion)
+        self.ffn = ConvFeedForward(channels, ffn_expansion, ffn_activation)
         self.scale_mix: nn.Parameter | None = None
         self.scale_ffn: nn.Parameter | None = None
         if layer_scale > 0:
