@@ -41,8 +41,8 @@ Slice borders (``InferenceOptions.pad``, k-space grid only): a k-space acquisiti
 over its field of view, so where the field of view cuts through the object (a knee, a heart,
 a slab) the left edge of a slice continues at its right edge. Zero-padded convolutions do not
 know that; extending such slices by :data:`KSPACE_MARGIN` LR pixels of circular padding before
-the forward pass gained every trained model 0.3-1.0 dB on S1 slices cut through tissue, and
-cost 0.05-0.23 dB on whole head slices with background borders
+the forward pass gained the trained models 0.07-1.04 dB on S1 slices cut through tissue, and
+cost 0.05-0.20 dB on whole head slices
 (``benchmarks/border_padding.py``). ``"auto"`` pads only the slices whose border ring holds
 signal (:func:`border_cuts_object`).
 """
@@ -200,7 +200,7 @@ def _padded(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch
 
 
 def forward_whole(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor,
-           circular: torch.Tensor) -> dict[str, torch.Tensor]:
+                  circular: torch.Tensor) -> dict[str, torch.Tensor]:
     """Whole-slice pass of ``predict`` (named outputs at any integer multiple of the input size)
     on ``x (B, C, h, w)``: the slices where ``circular (B,)`` is true extended circularly by
     :data:`KSPACE_MARGIN` LR pixels (outputs cropped back), the rest as they are."""
@@ -236,18 +236,15 @@ def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions, tile: int, gri
         return forward_whole(predict, x, circular_rows(x, opts.pad, grid) if circular is None else circular)
     from monai.inferers import sliding_window_inference  # lazy: only when tiling
 
-    pad = min(KSPACE_MARGIN, h - 1, w - 1) if grid == "kspace" else 0
-    if pad:
-        x = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="circular")
-    ph, pw = x.shape[-2:]
-    # Overlap in whole LR pixels keeps every tile on the same sampling grid.
-    out = sliding_window_inference(
-        x, roi_size=(min(tile, ph), min(tile, pw)), sw_batch_size=x.shape[0], predictor=predict,
-        overlap=opts.overlap, mode="gaussian", padding_mode="replicate",
-    )
-    if not pad:
-        return out
-    return {key: crop_margin(t, pad, h, w) for key, t in out.items()}
+    def tiled(t: torch.Tensor) -> dict[str, torch.Tensor]:
+        ph, pw = t.shape[-2:]
+        # Overlap in whole LR pixels keeps every tile on the same sampling grid.
+        return sliding_window_inference(
+            t, roi_size=(min(tile, ph), min(tile, pw)), sw_batch_size=t.shape[0], predictor=predict,
+            overlap=opts.overlap, mode="gaussian", padding_mode="replicate",
+        )
+
+    return _padded(tiled, x) if grid == "kspace" else tiled(x)
 
 
 def crop_margin(t: torch.Tensor, pad: int, h: int, w: int) -> torch.Tensor:
