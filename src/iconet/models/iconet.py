@@ -28,7 +28,7 @@ from torch import nn
 from iconet.models.base import ModelConfig, SRModel
 from iconet.models.fusion import FUSIONS, SRRecFusion
 from iconet.models.registry import register
-from iconet.models.rscfl import RSCFLGroup
+from iconet.models.rscfl import FFN_ACTIVATIONS, RSCFLGroup
 from iconet.ops.grid import upsample
 
 
@@ -103,8 +103,8 @@ class ICONetConfig(ModelConfig):
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.ffn_expansion <= 0:
             raise ValueError(f"ffn_expansion must be > 0, got {self.ffn_expansion!r}")
-        if self.ffn_activation not in ("gelu", "relu"):
-            raise ValueError(f"ffn_activation must be 'gelu' or 'relu', got {self.ffn_activation!r}")
+        if self.ffn_activation not in FFN_ACTIVATIONS:
+            raise ValueError(f"ffn_activation must be one of {sorted(FFN_ACTIVATIONS)}, got {self.ffn_activation!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.supervision not in ("all", "last"):
