@@ -83,6 +83,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                                    "SR branch alone with conv blocks only, width 62, 6 groups: ICONet's skeleton as a plain network"),
     "iconet_w56g3_zt_relu": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, [],
                              "shipped x2 config, ReLU (EDSR's) instead of GELU in the feed-forward convs"),
+    "iconet_w56g3_zt_relu_seed1": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["run.seed=1"],
+                                   "shipped x2 config, ReLU, second seed"),
     "edsr_zero_tail": ({"name": "edsr", "scale": 2, "zero_tail": True}, [],
                        "EDSR-baseline with ICONet's zero-initialised output conv (starts as bicubic)"),
     # does the gap close with steps? the same pair for 3x longer
