@@ -69,10 +69,10 @@ PAD_MODES = ("auto", "none", "circular")
 #: the border test of ``pad="auto"``: a slice is cut through the object when more than
 #: BORDER_FRACTION of the LR pixels in its outermost BORDER_RING rows and columns are above
 #: BORDER_LEVEL, in normalised units (1 = the model's normalisation high point, e.g. the
-#: 99.5th percentile of the volume; MRI background is ~0.01-0.03 there). Set from S1's held-out
-#: slab: its whole axial head slices, whose face and neck touch the field of view, have 5-14 %
-#: of the ring above the level (x2 and x4 LR); its 80-pixel strips cut through tissue 11-37 %
-#: (90 % of them above 15 %); a head framed by background 0 %.
+#: 99.5th percentile of the volume; MRI background is ~0.01-0.03 there). Set on S1's held-out
+#: slab, so in-sample: with it ``auto`` pads 270 of its 272 strips cut through tissue and 6 (x2)
+#: or 9 (x4) of its 34 whole axial head slices, whose face and neck touch the field of view
+#: (the "auto padded" column of ``benchmarks/border_padding.py``).
 BORDER_RING = 2
 BORDER_LEVEL = 0.1
 BORDER_FRACTION = 0.15
@@ -218,12 +218,11 @@ def forward_whole(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], x:
     return out
 
 
-def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions, tile: int, grid: str = "centre",
-         circular: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions, tile: int, grid: str,
+         circular: torch.Tensor) -> dict[str, torch.Tensor]:
     """Forward ``x (B, C, h, w)``, in overlapping tiles of ``tile`` LR pixels (0: whole).
 
-    Whole slices are padded as ``opts.pad`` says (or where ``circular (B,)`` is true, when
-    given; :func:`circular_rows`). On the k-space grid
+    Whole slices are padded where ``circular (B,)`` is true (:func:`circular_rows`). On the k-space grid
     the last HR row and column of a whole slice lie between the slice's last and first LR
     pixels (the grid is periodic, like the FFT). A tile would wrap within itself instead, so a
     tiled slice is always first extended by :data:`KSPACE_MARGIN` LR pixels of circular
@@ -233,7 +232,7 @@ def _run(model: SRModel, x: torch.Tensor, opts: InferenceOptions, tile: int, gri
     predict = _windows(model, opts.save_rec)
     h, w = x.shape[-2:]
     if tile == 0 or (tile >= h and tile >= w):
-        return forward_whole(predict, x, circular_rows(x, opts.pad, grid) if circular is None else circular)
+        return forward_whole(predict, x, circular)
     from monai.inferers import sliding_window_inference  # lazy: only when tiling
 
     def tiled(t: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -345,7 +344,7 @@ def super_resolve_volume(
         rows = circular_rows(x, opts.pad, grid) if tile == 0 else torch.full((len(chunk),), grid == "kspace")
         circular += int(rows.sum())
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            out = _run(model, x, opts, tile, grid, rows.to(device) if tile == 0 else None)
+            out = _run(model, x, opts, tile, grid, rows.to(device))
         sr[start : start + len(chunk)] = out["sr"].float().squeeze(1).cpu().numpy()
         if rec is not None:
             rec[start : start + len(chunk)] = out["rec"].float().squeeze(1).cpu().numpy()
