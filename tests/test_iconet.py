@@ -7,6 +7,7 @@ import torch
 
 from iconet.models import build_model
 from iconet.models.iconet import ICONet, ICONetConfig
+from iconet.models.rscfl import ConvFeedForward
 from iconet.models.summary import count_parameters
 from iconet.ops.grid import upsample
 
@@ -288,3 +289,18 @@ def test_ffn_activation_switches_gelu_for_relu_and_nothing_else():
     assert not torch.allclose(gelu(x)["sr"][-1], relu(x)["sr"][-1])
     with pytest.raises(ValueError, match="ffn_activation"):
         ICONetConfig(ffn_activation="swish")
+
+
+def test_relu_feed_forward_in_place_gives_the_out_of_place_values_and_gradients():
+    torch.manual_seed(0)
+    ffn = ConvFeedForward(6, activation="relu")
+    x = torch.randn(2, 6, 7, 5, requires_grad=True)
+    ffn(x).square().sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in ffn.parameters()]
+    x.grad = None
+    ffn.zero_grad()
+    reference = ffn.project(torch.relu(ffn.expand(x)))  # out of place
+    torch.testing.assert_close(ffn(x), reference)
+    reference.square().sum().backward()
+    for got, want in zip(grads, [x.grad] + [p.grad for p in ffn.parameters()]):
+        torch.testing.assert_close(got, want)
