@@ -29,6 +29,7 @@ class Point:
     batch: int = 1
     precision: str = "fp32"
     device: str = "cpu"
+    compiled: bool = False  # torch.compile (inductor, default mode); compile time is reported apart
 
 
 @dataclass
@@ -80,9 +81,19 @@ def _child(p: Point, lim: Limits) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times: list[float] = []
+    compile_s = 0.0
+    if p.compiled:
+        model = torch.compile(model)
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        model(x)  # warm-up (kernel selection)
+        t = time.perf_counter()
+        model(x)  # warm-up (kernel selection; compilation when compiled)
         sync()
+        if p.compiled:
+            model(x)  # a second pass, so no recompilation lands in the timed ones
+            sync()
+            compile_s = time.perf_counter() - t
+            if device.type == "cuda":  # the compiler's own memory is not the model's
+                torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         while len(times) < lim.repeats and (time.perf_counter() - start < lim.budget or not times):
             t = time.perf_counter()
@@ -93,11 +104,11 @@ def _child(p: Point, lim: Limits) -> dict:
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib) / 1024
-    if lim.flops and p.model != "conv3x3":  # counted after timing: it runs a forward pass too
+    if lim.flops and p.model != "conv3x3" and not p.compiled:  # counted after timing: it runs a forward pass too
         flops = count_flops(model, shape)
     times.sort()
     return {**asdict(p), "params": params, "flops": flops, "seconds": times[len(times) // 2],
-            "runs": len(times), "peak_mib": peak_mib}
+            "runs": len(times), "peak_mib": peak_mib, "compile_s": compile_s}
 
 
 def _rss_gib(pid: int) -> float:
@@ -117,7 +128,7 @@ def measure(p: Point, lim: Limits) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     start, stopped = time.time(), None
     while proc.poll() is None:  # the child runs a warm-up and >= 1 timed pass: allow both
-        if time.time() - start > 2 * lim.max_seconds + 30:
+        if time.time() - start > 2 * lim.max_seconds + (600 if p.compiled else 30):  # + compilation
             stopped = f"> {lim.max_seconds:.0f} s"
         elif _rss_gib(proc.pid) > lim.max_gib:
             stopped = f"> {lim.max_gib:.0f} GiB"
