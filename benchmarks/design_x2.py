@@ -36,8 +36,10 @@ RECIPE = REPO / "configs/zoo_t1_x2.yaml"
 COMMON = ["data.batch_size=8", "data.patch_size=96", "data.slices_per_volume=12", "data.num_workers=1",
           "run.steps=500", "run.val_every=250", "run.ckpt_every=250", "schedule.warmup_steps=50",
           "run.progress=false", "run.log_every=25"]
-W40 = {"name": "iconet", "scale": 2}  # the package-default ICONet (width 40, 2 groups)
-W56 = {"name": "iconet", "scale": 2, "width": 56, "groups_per_stage": 3}  # the shipped x2 config
+# GELU pinned: the feed-forward activation these rows were run with (the package default was
+# GELU then; it is ReLU since the _relu rows below)
+W40 = {"name": "iconet", "scale": 2, "ffn_activation": "gelu"}  # the package-default ICONet (width 40, 2 groups)
+W56 = {"name": "iconet", "scale": 2, "width": 56, "groups_per_stage": 3, "ffn_activation": "gelu"}  # the shipped x2 config
 
 #: name → (model section, extra overrides, what it tests)
 VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
@@ -85,12 +87,28 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                              "shipped x2 config, ReLU (EDSR's) instead of GELU in the feed-forward convs"),
     "iconet_w56g3_zt_relu_seed1": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["run.seed=1"],
                                    "shipped x2 config, ReLU, second seed"),
+    # with ReLU: the knobs that moved the GELU network, asked again (one change each)
+    "iconet_w56g3_zt_relu_lr1e3": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["optim.lr=1e-3"],
+                                   "shipped x2 config, ReLU, lr 1e-3 (compare edsr_lr1e3)"),
+    "iconet_w56g3_zt_relu_nonorm": ({**W56, "zero_tails": True, "ffn_activation": "relu", "mix_norm": False}, [],
+                                    "shipped x2 config, ReLU, no LayerNorm before the mixing (EDSR has no norm)"),
+    "iconet_w56g3_zt_relu_rec01": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["loss.rec_weight=0.1"],
+                                   "shipped x2 config, ReLU, reconstruction loss weight 0.1 (not 0.5)"),
+    "iconet_w44g3_zt_relu_ffn2": ({**W56, "width": 44, "zero_tails": True, "ffn_activation": "relu", "ffn_expansion": 2.0}, [],
+                                  "ReLU, width 44 with a 2x-wide feed-forward (1.19 M)"),
+    "iconet_w62g3_zt_relu_conv": ({**W56, "width": 62, "zero_tails": True, "ffn_activation": "relu",
+                                   "spatial_branch": False, "channel_branch": False}, [],
+                                  "ReLU, both RSCFL mixing branches off, width 62 (1.23 M): does RSCFL still pay with ReLU?"),
+    "iconet_w40_zt_relu": ({**W40, "zero_tails": True, "ffn_activation": "relu"}, [],
+                           "the package-default ICONet (w40) with ReLU (compare iconet_w40_zero_tails)"),
     "edsr_zero_tail": ({"name": "edsr", "scale": 2, "zero_tail": True}, [],
                        "EDSR-baseline with ICONet's zero-initialised output conv (starts as bicubic)"),
     # does the gap close with steps? the same pair for 3x longer
     "edsr_1500": ({"name": "edsr", "scale": 2}, ["run.steps=1500", "run.val_every=500"], "EDSR-baseline, 1,500 steps"),
     "iconet_w56g3_zt_1500": ({**W56, "zero_tails": True}, ["run.steps=1500", "run.val_every=500"],
                              "shipped x2 config, zero tails, 1,500 steps"),
+    "iconet_w56g3_zt_relu_1500": ({**W56, "zero_tails": True, "ffn_activation": "relu"},
+                                  ["run.steps=1500", "run.val_every=500"], "shipped x2 config, ReLU, 1,500 steps"),
 }
 
 
