@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import struct
@@ -211,3 +212,40 @@ def test_an_edited_run_config_is_noted_and_the_checkpoint_config_wins(tmp_path):
     out = export_run(run, tmp_path / "model")
     assert "'degradation' section of config.yaml differs" in (out / "model_card.md").read_text()
     assert yaml.safe_load((out / "config.yaml").read_text())["degradation"]["sampled_fraction"] == 0.3
+
+
+def _without_ffn_activation(cfg: dict) -> dict:
+    cfg = copy.deepcopy(cfg)
+    del cfg["model"]["ffn_activation"]
+    return cfg
+
+
+def test_models_saved_before_ffn_activation_existed_load_as_gelu_and_new_ones_as_relu(tmp_path):
+    import shutil
+
+    from iconet.hub import read_info
+
+    # an exported folder from before the key (the H200 session's exports are such): GELU
+    old = tmp_path / "old"
+    shutil.copytree(read_info("iconet-t1-x2").path, old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    assert cfg["model"]["ffn_activation"] == "relu"
+    (old / "config.yaml").write_text(yaml.safe_dump(_without_ffn_activation(cfg)))
+    legacy, info = load_model(old)
+    shipped, _ = load_model("iconet-t1-x2")
+    assert info.model["ffn_activation"] == "gelu" and legacy.cfg.ffn_activation == "gelu"
+    assert shipped.cfg.ffn_activation == "relu" and build_model("iconet").cfg.ffn_activation == "relu"
+    x = torch.rand(1, 1, 24, 24)
+    with torch.no_grad():  # the same weights, so only the activation tells the two apart
+        assert not torch.allclose(legacy(x)["sr"][-1], shipped(x)["sr"][-1])
+
+    # a training checkpoint from before the key: exported as GELU, and the folder now says so
+    run = make_run(tmp_path, "iconet")
+    for name in ("best", "last"):
+        path = run / "checkpoints" / f"{name}.pt"
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["config"] = _without_ffn_activation(ckpt["config"])
+        torch.save(ckpt, path)
+    out = export_run(run, tmp_path / "model")
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["ffn_activation"] == "gelu"
+    assert load_model(out)[0].cfg.ffn_activation == "gelu"

@@ -343,7 +343,7 @@ def _card(
 
 def _prepare(run_dir: Path, checkpoint: str) -> _Export:
     from iconet.data.degrade import Degradation
-    from iconet.models import build_model, make_config
+    from iconet.models import build_model, make_config, saved_model_config
     from iconet.models.summary import count_parameters
 
     path, ckpt = _read_checkpoint(run_dir, checkpoint)
@@ -356,7 +356,7 @@ def _prepare(run_dir: Path, checkpoint: str) -> _Export:
         raise ValueError(f"{path}: the checkpoint config has no 'degradation' section")
     notes: list[str] = []
     try:
-        model_cfg = to_dict(make_config(dict(cfg["model"])))
+        model_cfg = to_dict(make_config(saved_model_config(dict(cfg["model"]))))
         deg = from_dict(Degradation, dict(cfg["degradation"]), "degradation")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

@@ -227,6 +227,8 @@ def read_info(source: str | os.PathLike[str]) -> ModelInfo:
     model = cfg.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise ConfigError(f"{cfg_path}: 'model' must be a mapping with a 'name'")
+    from iconet.models import saved_model_config
+
     metrics: dict[str, Any] = {}
     protocol = None
     step = cfg.get("step")
@@ -246,7 +248,7 @@ def read_info(source: str | os.PathLike[str]) -> ModelInfo:
         name=model["name"],
         scale=int(model.get("scale", 2)),
         grid=str(cfg.get("grid") or model.get("grid", "kspace")),
-        model=dict(model),
+        model=saved_model_config(model),  # keys it predates read as they were then
         degradation=dict(cfg.get("degradation") or {}),
         data=dict(cfg.get("data") or {}),
         metrics=metrics,

@@ -61,7 +61,7 @@ from iconet.engine.distributed import ShardSampler, barrier, cleanup, gather_obj
 from iconet.engine.ema import EMA
 from iconet.engine.schedule import WarmupSchedule, build_scheduler
 from iconet.losses import multistage_loss, rec_stage_indices
-from iconet.models import SRModel, build_model
+from iconet.models import SRModel, build_model, saved_model_config
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed_from_name(f"loader/{seed}/{epoch}")
@@ -199,7 +199,7 @@ class Trainer:
             if not out.is_dir():
                 raise FileNotFoundError(f"{out}: run folder to resume not found")
             state = load_checkpoint(last)
-            saved = state["config"].get("model", {})
+            saved = saved_model_config(state["config"].get("model", {}))
             diff = _diff_keys(saved, cfg.model)
             if diff:
                 shown = ", ".join(f"model.{k} (saved {saved.get(k)!r}, asked {cfg.model.get(k)!r})" for k in diff)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,12 @@ class ModelConfig:
     scale: int = 2
     in_channels: int = 1
     grid: str = "kspace"
+
+    #: keys whose default changed after models were first saved, with the value they had before.
+    #: Saved configs (exports, checkpoints) spell out every key they knew, so a saved config
+    #: that lacks one of these was saved under the earlier default: it is read with that value
+    #: (:func:`iconet.models.registry.saved_model_config`), never with today's default.
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:

@@ -21,6 +21,7 @@ Shapes: input ``(B, C, h, w)``; ``sr_k``: ``(B, C, 2^k h, 2^k w)``; ``rec_k``:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -47,7 +48,10 @@ class ICONetConfig(ModelConfig):
             between the branches did not beat the even split (benchmarks/design_x2.py).
         heads: heads of the channel attention (width must be divisible by it).
         ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
-        ffn_activation: ``"gelu"`` (default) or ``"relu"`` (EDSR's) in the feed-forward networks.
+        ffn_activation: ``"relu"`` (default, EDSR's) or ``"gelu"`` in the feed-forward networks.
+            GELU was the default until ReLU measured better at both the package-default and the
+            shipped x2 size (benchmarks/design_x2.py); models saved before the key existed are
+            read as GELU (``SAVED_BEFORE``).
         rec_branch: build the reconstruction branch (off: SR branch alone, no prior, no fusion).
         fusion: SR-Rec fusion: ``"gated"`` (adaptive), ``"add"`` (fixed mixing) or ``"none"``.
         spatial_branch: RSCFL spatial (large-kernel) branch on/off.
@@ -72,7 +76,7 @@ class ICONetConfig(ModelConfig):
     rec_blocks_per_group: int | None = None
     heads: int = 4
     ffn_expansion: float = 1.0
-    ffn_activation: str = "gelu"
+    ffn_activation: str = "relu"
     rec_branch: bool = True
     fusion: str = "gated"
     spatial_branch: bool = True
@@ -81,6 +85,8 @@ class ICONetConfig(ModelConfig):
     zero_tails: bool = True
     layer_scale: float = 0.0
     mix_norm: bool = True
+
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu"}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -76,6 +76,21 @@ def make_config(spec: ModelConfig | dict[str, Any] | str, **overrides: Any) -> M
     return from_dict(cfg_cls, data, "model")
 
 
+def saved_model_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A model section as an earlier iconet saved it, with the keys it predates filled in.
+
+    ``data`` is the ``model`` mapping of an exported ``config.yaml`` or of a checkpoint. A key
+    of the model's ``SAVED_BEFORE`` that ``data`` lacks gets the value it had when the model
+    was saved (e.g. ICONet's ``ffn_activation``: ``"gelu"``); everything else is returned as
+    is, and a mapping without a known ``name`` unchanged (building it reports the problem).
+    """
+    name = data.get("name")
+    if not isinstance(name, str) or name not in model_names():
+        return dict(data)
+    cfg_cls, _ = _lookup(name)
+    return {**cfg_cls.SAVED_BEFORE, **data}
+
+
 def build_model(spec: ModelConfig | dict[str, Any] | str, **overrides: Any) -> SRModel:
     """Build a model from a config, a mapping with ``name``, or a name (defaults otherwise).
 

@@ -11,7 +11,7 @@ branch and a *channel* branch that model long-range relations at O(N) cost. Our 
   are L2-normalised along space and a C×C attention map per head is built from *all* pixels,
   so every output pixel sees the whole image. Cost O(N·C²).
 * both branches read the same layer-normalised input; their sum is projected and added back
-  (residual); then a local feed-forward (3×3 conv, GELU, 3×3 conv) with its own residual.
+  (residual); then a local feed-forward (3×3 conv, ReLU — or GELU —, 3×3 conv) with its own residual.
 
 CPU note: at 256² and 48 channels one feature map is 12.6 MB, larger than the caches, so the
 block is bound by memory traffic, not FLOPs; the modules below avoid every full-size pass that
@@ -134,14 +134,14 @@ FFN_ACTIVATIONS = {"gelu": F.gelu, "relu": torch.relu_}
 
 
 class ConvFeedForward(nn.Module):
-    """Local feed-forward: 3×3 conv, activation (GELU default, or ReLU as EDSR's blocks), 3×3
+    """Local feed-forward: 3×3 conv, activation (ReLU default, as EDSR's blocks, or GELU), 3×3
     conv. ``(B, C, H, W) → (B, C, H, W)``.
 
     Dense 3×3 convolutions run near the CPU's peak where depth-wise ones are memory-bound,
     and they are the workhorse of SR networks.
     """
 
-    def __init__(self, channels: int, expansion: float = 1.0, activation: str = "gelu") -> None:
+    def __init__(self, channels: int, expansion: float = 1.0, activation: str = "relu") -> None:
         super().__init__()
         if activation not in FFN_ACTIVATIONS:
             raise ValueError(f"ffn activation must be one of {sorted(FFN_ACTIVATIONS)}, got {activation!r}")
@@ -163,7 +163,7 @@ class RSCFLBlock(nn.Module):
         channel: keep the channel (transposed-attention) branch.
         heads: heads of the channel attention.
         ffn_expansion: hidden width of the feed-forward network, as a multiple of C.
-        ffn_activation: ``"gelu"`` or ``"relu"`` inside the feed-forward network.
+        ffn_activation: ``"relu"`` or ``"gelu"`` inside the feed-forward network.
         layer_scale: initial value of a learned per-channel scale on each residual branch
             (LayerScale, Touvron et al. 2021); 0 turns it off (branches added unscaled).
         mix_norm: LayerNorm over channels before the spatial/channel mixing (pre-norm); off, the
@@ -180,7 +180,7 @@ class RSCFLBlock(nn.Module):
         channel: bool = True,
         heads: int = 4,
         ffn_expansion: float = 1.0,
-        ffn_activation: str = "gelu",
+        ffn_activation: str = "relu",
         layer_scale: float = 0.0,
         mix_norm: bool = True,
     ) -> None:
