@@ -47,7 +47,7 @@ COLIN27 = Path("data/colin27_T1.nii.gz")
 
 #: the peers' model sections (everything else comes from the recipe)
 PEER_MODELS: dict[str, dict[str, Any]] = {
-    "iconet_small": {"name": "iconet"},  # the package's default ICONet config (width 40, 2 groups)
+    "iconet_small": {"name": "iconet"},  # the package's default ICONet config (width 40, 2 groups; ReLU since the H200 rows, which are GELU)
     "edsr": {"name": "edsr"},
     # all pairs are still searched; bigger query chunks only mean fewer, larger GPU kernels
     "t2net": {"name": "t2net", "attn_chunk": 2**26},
