@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import torch
 
 from iconet.config import ConfigError, load_yaml
+from iconet.models.registry import saved_model_config
 
 #: format tag of an exported model (config.yaml ``format`` and safetensors metadata ``format``)
 MODEL_FORMAT = "iconet-model/1"
@@ -227,8 +228,6 @@ def read_info(source: str | os.PathLike[str]) -> ModelInfo:
     model = cfg.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise ConfigError(f"{cfg_path}: 'model' must be a mapping with a 'name'")
-    from iconet.models import saved_model_config
-
     metrics: dict[str, Any] = {}
     protocol = None
     step = cfg.get("step")
