@@ -103,6 +103,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                            "the package-default ICONet (w40) with ReLU (compare iconet_w40_zero_tails)"),
     "edsr_zero_tail": ({"name": "edsr", "scale": 2, "zero_tail": True}, [],
                        "EDSR-baseline with ICONet's zero-initialised output conv (starts as bicubic)"),
+    # k-space knowledge in the network (DESIGN §1: the paper is image-domain only): the prior is
+    # sinc-interpolated (the inverse of k-space truncation), and/or the SR estimate's low band
+    # is the prior's (the SR branch adds only what the LR lacks)
+    "iconet_w56g3_zt_relu_fourier": ({**W56, "zero_tails": True, "ffn_activation": "relu", "prior_upsampler": "fourier"}, [],
+                                     "shipped x2 config, ReLU, prior sinc-interpolated (not bicubic) for the SR residual"),
+    "iconet_w56g3_zt_relu_band": ({**W56, "zero_tails": True, "ffn_activation": "relu", "band_consistency": True}, [],
+                                  "shipped x2 config, ReLU, SR low band replaced by the prior's"),
+    "iconet_w56g3_zt_relu_fourier_band": ({**W56, "zero_tails": True, "ffn_activation": "relu", "prior_upsampler": "fourier",
+                                           "band_consistency": True}, [],
+                                          "shipped x2 config, ReLU, sinc-interpolated prior and its low band kept"),
     # does the gap close with steps? the same pair for 3x longer
     "edsr_1500": ({"name": "edsr", "scale": 2}, ["run.steps=1500", "run.val_every=500"], "EDSR-baseline, 1,500 steps"),
     "iconet_w56g3_zt_1500": ({**W56, "zero_tails": True}, ["run.steps=1500", "run.val_every=500"],

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from iconet.ops.fft import centre_crop_2d, fft2c, ifft2c
-from iconet.ops.grid import upsample, zero_fill_upsample
+from iconet.ops.grid import replace_low_band, upsample, zero_fill_upsample
 
 GRIDS = ("kspace", "centre")
 
@@ -163,3 +163,54 @@ def test_kspace_upsample_handles_images_smaller_than_the_kernel(size):
     y = upsample(x, 2, "kspace")
     assert y.shape == (1, 1, 2 * size[0], 2 * size[1])
     assert torch.allclose(y[..., ::2, ::2], x)
+
+
+def _without_nyquist(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its (one-sided) Nyquist row and column removed: a real image whose spectrum
+    is symmetric, so a k-space crop of a zero-filled copy gives it back exactly."""
+    k = fft2c(x)
+    k[..., 0, :] = 0
+    k[..., :, 0] = 0
+    return ifft2c(k).real
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_replace_low_band_puts_the_lr_spectrum_in_and_keeps_the_rest(scale: int) -> None:
+    lr = _without_nyquist(torch.randn(2, 1, 12, 16, dtype=torch.float64))
+    hr = torch.randn(2, 1, 12 * scale, 16 * scale, dtype=torch.float64)
+    out = replace_low_band(hr, lr, scale)
+    # The k-space truncation of the result is the LR (up to the LR's Nyquist lines, which the
+    # band leaves to HR): the band the LR was cut from is the LR's ...
+    torch.testing.assert_close(_without_nyquist(kspace_truncate(out, scale)), lr, atol=1e-12, rtol=0)
+    assert (_without_nyquist(kspace_truncate(hr, scale)) - lr).abs().max() > 0.1
+    # ... and outside the band's interior nothing changed.
+    k = fft2c(out - hr)
+    H, W = out.shape[-2:]
+    inside = torch.zeros(H, W, dtype=torch.bool)
+    inside[H // 2 - 5 : H // 2 + 6, W // 2 - 7 : W // 2 + 8] = True  # |f| < h/2, w/2
+    assert k[..., ~inside].abs().max() < 1e-12
+    # A projection: applying it twice changes nothing.
+    torch.testing.assert_close(replace_low_band(out, lr, scale), out, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(16, 20), (17, 21)])
+def test_replace_low_band_follows_the_kspace_grid_for_odd_sides(shape: tuple[int, int]) -> None:
+    """Sinc interpolation already has the LR's band (on the same grid, odd sides included):
+    replacing it changes nothing, and a shifted copy is pulled back onto the grid."""
+    lr = torch.randn(1, 1, *shape, dtype=torch.float64)
+    up = zero_fill_upsample(lr, 2, "kspace")
+    torch.testing.assert_close(replace_low_band(up, lr, 2), up, atol=1e-12, rtol=0)
+    shifted = torch.roll(up, shifts=1, dims=-1)
+    assert (replace_low_band(shifted, lr, 2) - up).abs().max() < (shifted - up).abs().max() / 2
+
+
+def test_replace_low_band_keeps_dtype_and_gradients_and_checks_sizes() -> None:
+    lr = torch.rand(1, 1, 8, 8, requires_grad=True)
+    hr = torch.rand(1, 1, 16, 16, requires_grad=True)
+    out = replace_low_band(hr, lr, 2)
+    assert out.dtype == torch.float32 and out.shape == hr.shape
+    out.square().sum().backward()
+    assert lr.grad is not None and lr.grad.abs().sum() > 0
+    assert hr.grad is not None and hr.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="not 2x"):
+        replace_low_band(hr, torch.rand(1, 1, 8, 7), 2)

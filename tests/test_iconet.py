@@ -9,7 +9,7 @@ from iconet.models import build_model
 from iconet.models.iconet import ICONet, ICONetConfig
 from iconet.models.rscfl import ConvFeedForward
 from iconet.models.summary import count_parameters
-from iconet.ops.grid import upsample
+from iconet.ops.grid import replace_low_band, upsample, zero_fill_upsample
 
 TINY = dict(width=8, heads=2, groups_per_stage=1, blocks_per_group=1)
 
@@ -216,6 +216,38 @@ def test_bad_config_values_name_the_field():
         ICONetConfig(fusion="concat")
     with pytest.raises(ValueError, match="divisible by heads"):
         ICONetConfig(width=10, heads=4)
+    with pytest.raises(ValueError, match="prior_upsampler"):
+        ICONetConfig(prior_upsampler="lanczos")
+    with pytest.raises(ValueError, match="band_consistency needs the k-space grid"):
+        ICONetConfig(band_consistency=True, grid="centre")
+    with pytest.raises(ValueError, match="band_consistency needs the k-space grid"):
+        ICONetConfig(band_consistency=True, rec_branch=False)
+
+
+@pytest.mark.parametrize("grid", ["kspace", "centre"])
+def test_fourier_prior_upsampler_makes_the_untrained_network_sinc_interpolation(grid):
+    model = tiny(grid=grid, scale=4, prior_upsampler="fourier")
+    x = torch.rand(1, 1, 10, 13)
+    out = model(x)
+    torch.testing.assert_close(out["sr"][0], zero_fill_upsample(x, 2, grid))
+    torch.testing.assert_close(out["sr"][1], zero_fill_upsample(zero_fill_upsample(x, 2, grid), 2, grid))
+    # only the global residual changed: same parameters as the bicubic one
+    assert count_parameters(model) == count_parameters(tiny(grid=grid, scale=4))
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_band_consistency_gives_each_sr_estimate_the_prior_low_band(scale):
+    torch.manual_seed(1)
+    model = tiny(scale=scale, band_consistency=True, zero_tails=False)  # tails non-zero: sr != upsample(rec)
+    x = torch.rand(2, 1, 11, 12)
+    out = model(x)
+    for sr, rec in zip(out["sr"], out["rec"]):
+        torch.testing.assert_close(replace_low_band(sr, rec, 2), sr, atol=1e-5, rtol=0)
+    free = tiny(scale=scale, zero_tails=False)
+    free.load_state_dict(model.state_dict())
+    sr_free = free(x)["sr"][0]
+    assert (sr_free - out["sr"][0]).abs().max() > 1e-3  # the switch changes the output
+    torch.testing.assert_close(replace_low_band(sr_free, out["rec"][0], 2), out["sr"][0], atol=1e-5, rtol=0)
 
 
 def test_groups_per_stage_can_differ_between_stages():

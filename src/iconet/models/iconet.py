@@ -30,7 +30,9 @@ from iconet.models.base import ModelConfig, SRModel
 from iconet.models.fusion import FUSIONS, SRRecFusion
 from iconet.models.registry import register
 from iconet.models.rscfl import FFN_ACTIVATIONS, RSCFLGroup
-from iconet.ops.grid import upsample
+from iconet.ops.grid import replace_low_band, upsample, zero_fill_upsample
+
+PRIOR_UPSAMPLERS = ("bicubic", "fourier")
 
 
 @dataclass
@@ -67,6 +69,12 @@ class ICONetConfig(ModelConfig):
             bicubic of it) and training learns corrections. With the default initialisation
             the untrained output is ~12x further from HR than bicubic (L1 0.36 vs 0.03 on S1
             patches) and the first few hundred steps go into undoing that.
+        prior_upsampler: how the prior ``rec_k`` is brought to the next size for the SR
+            estimate's global residual: ``"bicubic"`` (default) or ``"fourier"`` (sinc
+            interpolation by zero-filling its spectrum, the exact inverse of k-space truncation).
+        band_consistency: k-space grid only: the low band of each SR estimate's spectrum (the
+            block the LR was cut from) is replaced by the prior's, so ``sr_k`` agrees with
+            ``rec_k`` there exactly and the SR branch only adds the frequencies the LR lacks.
     """
 
     name: str = "iconet"
@@ -85,6 +93,8 @@ class ICONetConfig(ModelConfig):
     zero_tails: bool = True
     layer_scale: float = 0.0
     mix_norm: bool = True
+    prior_upsampler: str = "bicubic"
+    band_consistency: bool = False
 
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu"}
 
@@ -113,6 +123,11 @@ class ICONetConfig(ModelConfig):
             raise ValueError(f"ffn_activation must be one of {sorted(FFN_ACTIVATIONS)}, got {self.ffn_activation!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.prior_upsampler not in PRIOR_UPSAMPLERS:
+            raise ValueError(f"prior_upsampler must be one of {PRIOR_UPSAMPLERS}, got {self.prior_upsampler!r}")
+        if self.band_consistency and (self.grid != "kspace" or not self.rec_branch):
+            raise ValueError("band_consistency needs the k-space grid and the reconstruction branch "
+                             f"(grid={self.grid!r}, rec_branch={self.rec_branch})")
         if self.supervision not in ("all", "last"):
             raise ValueError(f"supervision must be 'all' or 'last', got {self.supervision!r}")
 
@@ -167,6 +182,8 @@ class ICONetStage(nn.Module):
             if cfg.fusion != "none":
                 self.fusions = nn.ModuleList(SRRecFusion(c, gated=cfg.fusion == "gated") for _ in groups)
         self.grid = cfg.grid
+        self.prior_upsampler = cfg.prior_upsampler
+        self.band_consistency = cfg.band_consistency
         if cfg.zero_tails:
             tails = [self.tail_sr] + ([self.tail_rec] if cfg.rec_branch else [])
             for conv in tails:
@@ -191,7 +208,12 @@ class ICONetStage(nn.Module):
             base = rec
             f_rec = self.up_rec(f_rec) if self.up_rec is not None else None
         f_sr = self.up_sr(f_sr)
-        sr = self.tail_sr(f_sr) + upsample(base, 2, self.grid)
+        if self.prior_upsampler == "fourier":
+            sr = self.tail_sr(f_sr) + zero_fill_upsample(base, 2, self.grid)
+        else:
+            sr = self.tail_sr(f_sr) + upsample(base, 2, self.grid)
+        if self.band_consistency:
+            sr = replace_low_band(sr, rec, 2)
         return sr, rec, f_sr, f_rec
 
 

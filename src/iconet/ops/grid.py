@@ -102,3 +102,38 @@ def zero_fill_upsample(x: torch.Tensor, scale: int, grid: str) -> torch.Tensor:
     if any(off):
         out = torch.roll(out, shifts=(-off[0], -off[1]), dims=(-2, -1))
     return out.to(x.dtype)
+
+
+def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """``hr`` with the low band of its spectrum taken from ``lr`` (the ``"kspace"`` grid).
+
+    Under k-space truncation, the ``(H/s)×(W/s)`` centre of HR's spectrum *is* the clean LR's
+    spectrum (times ``s``): this puts ``lr``'s there and keeps ``hr``'s everywhere else. The band
+    is the interior ``|f_y| < H/(2s)``, ``|f_x| < W/(2s)``: the LR's unpaired Nyquist row and
+    column stay ``hr``'s, so the band is symmetric and a real ``hr``, ``lr`` give a real result.
+
+    Args:
+        hr: ``(..., H, W)``, real; ``H``, ``W`` = ``s·h``, ``s·w``.
+        lr: ``(..., h, w)``, real.
+        scale: ``s``.
+
+    Returns:
+        ``(..., H, W)`` in ``hr``'s dtype (computed in float32 or float64), differentiable in both.
+    """
+    h, w = lr.shape[-2:]
+    H, W = hr.shape[-2:]
+    if (H, W) != (scale * h, scale * w):
+        raise ValueError(f"replace_low_band: HR {(H, W)} is not {scale}x LR {(h, w)}")
+    work = torch.float64 if torch.float64 in (hr.dtype, lr.dtype) else torch.float32
+    ky = (torch.arange(H, device=hr.device) - H // 2).abs() < (h + 1) // 2
+    kx = (torch.arange(W, device=hr.device) - W // 2).abs() < (w + 1) // 2
+    band = (ky[:, None] & kx[None, :]).to(work)
+    # Odd LR sides: centred FFTs put LR pixel m on HR pixel s·m + off, not s·m (as in
+    # zero_fill_upsample); work in that frame and roll back (exact, the images are periodic).
+    off = ((scale * h) // 2 - scale * (h // 2), (scale * w) // 2 - scale * (w // 2))
+    prior = centre_pad_2d(fft2c(lr.to(work)), (H, W)) * scale
+    framed = torch.roll(hr.to(work), shifts=off, dims=(-2, -1)) if any(off) else hr.to(work)
+    delta = ifft2c(band * (prior - fft2c(framed))).real
+    if any(off):
+        delta = torch.roll(delta, shifts=(-off[0], -off[1]), dims=(-2, -1))
+    return (hr.to(work) + delta).to(hr.dtype)
