@@ -182,7 +182,7 @@ class ICONetStage(nn.Module):
             if cfg.fusion != "none":
                 self.fusions = nn.ModuleList(SRRecFusion(c, gated=cfg.fusion == "gated") for _ in groups)
         self.grid = cfg.grid
-        self.prior_upsampler = cfg.prior_upsampler
+        self.upsample_prior = zero_fill_upsample if cfg.prior_upsampler == "fourier" else upsample
         self.band_consistency = cfg.band_consistency
         if cfg.zero_tails:
             tails = [self.tail_sr] + ([self.tail_rec] if cfg.rec_branch else [])
@@ -208,10 +208,7 @@ class ICONetStage(nn.Module):
             base = rec
             f_rec = self.up_rec(f_rec) if self.up_rec is not None else None
         f_sr = self.up_sr(f_sr)
-        if self.prior_upsampler == "fourier":
-            sr = self.tail_sr(f_sr) + zero_fill_upsample(base, 2, self.grid)
-        else:
-            sr = self.tail_sr(f_sr) + upsample(base, 2, self.grid)
+        sr = self.tail_sr(f_sr) + self.upsample_prior(base, 2, self.grid)
         if self.band_consistency:
             sr = replace_low_band(sr, rec, 2)
         return sr, rec, f_sr, f_rec
