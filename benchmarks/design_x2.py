@@ -115,6 +115,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                                           "shipped x2 config, ReLU, sinc-interpolated prior and its low band kept"),
     "iconet_w56g3_zt_relu_band_seed1": ({**W56, "zero_tails": True, "ffn_activation": "relu", "band_consistency": True}, ["run.seed=1"],
                                         "shipped x2 config, ReLU, SR low band replaced by the prior's, second seed"),
+    # three quarters of the error is de-aliasing inside the LR band (benchmarks/error_bands.py): weigh the reconstruction up
+    "iconet_w56g3_zt_relu_rec1": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["loss.rec_weight=1.0"],
+                                  "shipped x2 config, ReLU, reconstruction loss weight 1.0 (not 0.5)"),
     # does the gap close with steps? the same pair for 3x longer
     "edsr_1500": ({"name": "edsr", "scale": 2}, ["run.steps=1500", "run.val_every=500"], "EDSR-baseline, 1,500 steps"),
     "iconet_w56g3_zt_1500": ({**W56, "zero_tails": True}, ["run.steps=1500", "run.val_every=500"],
