@@ -25,16 +25,9 @@ from iconet.data.io import read_volume
 from iconet.data.normalize import NormalizeConfig
 from iconet.evaluation.runner import _slices, load_candidate
 from iconet.ops.fft import fft2c
+from iconet.ops.grid import low_band
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def band_mask(H: int, W: int, scale: int) -> torch.Tensor:
-    """The interior of the LR's band in a centred ``(H, W)`` spectrum (``replace_low_band``'s)."""
-    h, w = H // scale, W // scale
-    ky = (torch.arange(H) - H // 2).abs() < (h + 1) // 2
-    kx = (torch.arange(W) - W // 2).abs() < (w + 1) // 2
-    return ky[:, None] & kx[None, :]
 
 
 def main() -> int:
@@ -52,7 +45,8 @@ def main() -> int:
     lr = deg.degrade(hr, vol.name)["lr"]
     peak2 = float(hr.max()) ** 2
     n = hr.numel()
-    band = band_mask(*hr.shape[-2:], args.scale)
+    H, W = hr.shape[-2:]
+    band = low_band(H, W, H // args.scale, W // args.scale)
 
     def psnr(sq_err: float) -> float:
         return 10 * math.log10(peak2 / (sq_err / n))

@@ -104,6 +104,17 @@ def zero_fill_upsample(x: torch.Tensor, scale: int, grid: str) -> torch.Tensor:
     return out.to(x.dtype)
 
 
+def low_band(H: int, W: int, h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
+    """Boolean ``(H, W)`` mask of an ``(h, w)`` image's band in a centred ``(H, W)`` spectrum.
+
+    The symmetric interior ``|f_y| < h/2``, ``|f_x| < w/2`` (an even side's unpaired Nyquist
+    line left out; an odd side's band is whole).
+    """
+    ky = (torch.arange(H, device=device) - H // 2).abs() < (h + 1) // 2
+    kx = (torch.arange(W, device=device) - W // 2).abs() < (w + 1) // 2
+    return ky[:, None] & kx[None, :]
+
+
 def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
     """``hr`` with the low band of its spectrum taken from ``lr`` (the ``"kspace"`` grid).
 
@@ -125,9 +136,7 @@ def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Te
     if (H, W) != (scale * h, scale * w):
         raise ValueError(f"replace_low_band: HR {(H, W)} is not {scale}x LR {(h, w)}")
     work = torch.float64 if torch.float64 in (hr.dtype, lr.dtype) else torch.float32
-    ky = (torch.arange(H, device=hr.device) - H // 2).abs() < (h + 1) // 2
-    kx = (torch.arange(W, device=hr.device) - W // 2).abs() < (w + 1) // 2
-    band = (ky[:, None] & kx[None, :]).to(work)
+    band = low_band(H, W, h, w, hr.device).to(work)
     # Odd LR sides: centred FFTs put LR pixel m on HR pixel s·m + off, not s·m (as in
     # zero_fill_upsample); work in that frame and roll back (exact, the images are periodic).
     off = ((scale * h) // 2 - scale * (h // 2), (scale * w) // 2 - scale * (w // 2))
