@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from iconet.ops.fft import centre_crop_2d, fft2c, ifft2c
-from iconet.ops.grid import replace_low_band, upsample, zero_fill_upsample
+from iconet.ops.grid import band_weight, low_band, replace_low_band, upsample, zero_fill_upsample
 
 GRIDS = ("kspace", "centre")
 
@@ -214,3 +214,35 @@ def test_replace_low_band_keeps_dtype_and_gradients_and_checks_sizes() -> None:
     assert hr.grad is not None and hr.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="not 2x"):
         replace_low_band(hr, torch.rand(1, 1, 8, 7), 2)
+
+
+@pytest.mark.parametrize("shape", [((32, 24), (16, 12)), ((34, 22), (17, 11))])
+def test_band_weight_is_the_band_when_hard_and_fades_out_to_its_edge_when_tapered(shape) -> None:
+    (H, W), (h, w) = shape
+    band = low_band(H, W, h, w)
+    torch.testing.assert_close(band_weight(H, W, h, w, 0.0), band.to(torch.float64), atol=0, rtol=0)
+    soft = band_weight(H, W, h, w, 0.5)
+    assert soft[~band].abs().max() == 0  # nothing outside the band
+    assert soft[H // 2, W // 2] == 1 and soft.max() == 1 and soft.min() == 0
+    # the weight falls monotonically from the centre to the edge along each axis ...
+    row = soft[H // 2, W // 2 :]
+    assert (row[1:] <= row[:-1]).all() and 0 < row[(w + 1) // 2 - 1] < 1
+    # ... and is symmetric about the centre (a real image stays real)
+    torch.testing.assert_close(soft[H // 2, W // 2 - (w - 1) // 2 : W // 2], soft[H // 2, W // 2 + 1 : W // 2 + (w + 1) // 2].flip(0))
+    assert (soft <= band.to(soft.dtype)).all()
+    with pytest.raises(ValueError, match="taper"):
+        band_weight(H, W, h, w, 1.5)
+
+
+def test_tapered_band_swap_blends_at_the_edge_and_equals_the_hard_swap_deep_inside() -> None:
+    torch.manual_seed(0)
+    lr = torch.randn(1, 1, 16, 16, dtype=torch.float64)
+    hr = torch.randn(1, 1, 32, 32, dtype=torch.float64)
+    hard, soft = replace_low_band(hr, lr, 2), replace_low_band(hr, lr, 2, taper=0.5)
+    k_hard, k_soft, k_hr = fft2c(hard), fft2c(soft), fft2c(hr)
+    w = band_weight(32, 32, 16, 16, 0.5)
+    torch.testing.assert_close(k_soft, w * k_hard + (1 - w) * k_hr, atol=1e-10, rtol=0)
+    assert soft.dtype == hr.dtype and (ifft2c(k_soft).imag.abs().max() < 1e-12)
+    # an SR estimate whose band is already the prior's is left alone by either swap
+    up = zero_fill_upsample(lr, 2, "kspace")
+    torch.testing.assert_close(replace_low_band(up, lr, 2, taper=0.5), up, atol=1e-12, rtol=0)

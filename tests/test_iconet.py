@@ -222,6 +222,10 @@ def test_bad_config_values_name_the_field():
         ICONetConfig(band_consistency=True, grid="centre")
     with pytest.raises(ValueError, match="band_consistency needs the k-space grid"):
         ICONetConfig(band_consistency=True, rec_branch=False)
+    with pytest.raises(ValueError, match="band_taper needs band_consistency"):
+        ICONetConfig(band_taper=0.25)
+    with pytest.raises(ValueError, match="band_taper must lie"):
+        ICONetConfig(band_consistency=True, band_taper=-0.1)
 
 
 @pytest.mark.parametrize("grid", ["kspace", "centre"])
@@ -336,3 +340,18 @@ def test_relu_feed_forward_in_place_gives_the_out_of_place_values_and_gradients(
     reference.square().sum().backward()
     for got, want in zip(grads, [x.grad] + [p.grad for p in ffn.parameters()]):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_band_taper_blends_the_prior_band_into_the_free_sr_estimate(scale):
+    torch.manual_seed(2)
+    model = tiny(scale=scale, band_consistency=True, band_taper=0.25, zero_tails=False)
+    free = tiny(scale=scale, zero_tails=False)
+    free.load_state_dict(model.state_dict())  # same parameters: the taper adds none
+    x = torch.rand(2, 1, 11, 12)
+    out = model(x)
+    torch.testing.assert_close(replace_low_band(free(x)["sr"][0], out["rec"][0], 2, taper=0.25), out["sr"][0],
+                               atol=1e-5, rtol=0)
+    hard = tiny(scale=scale, band_consistency=True, zero_tails=False)
+    hard.load_state_dict(model.state_dict())
+    assert (hard(x)["sr"][-1] - out["sr"][-1]).abs().max() > 1e-4  # the taper changes the output

@@ -75,6 +75,10 @@ class ICONetConfig(ModelConfig):
         band_consistency: k-space grid only: the low band of each SR estimate's spectrum (the
             block the LR was cut from) is replaced by the prior's, so ``sr_k`` agrees with
             ``rec_k`` there exactly and the SR branch only adds the frequencies the LR lacks.
+        band_taper: with ``band_consistency``, the fraction of the band's half-width next to
+            its edge over which the swap fades out (raised cosine; 0 = hard band): near the
+            edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
+            edge does not ring.
     """
 
     name: str = "iconet"
@@ -95,6 +99,7 @@ class ICONetConfig(ModelConfig):
     mix_norm: bool = True
     prior_upsampler: str = "bicubic"
     band_consistency: bool = False
+    band_taper: float = 0.0
 
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu"}
 
@@ -128,6 +133,10 @@ class ICONetConfig(ModelConfig):
         if self.band_consistency and (self.grid != "kspace" or not self.rec_branch):
             raise ValueError("band_consistency needs the k-space grid and the reconstruction branch "
                              f"(grid={self.grid!r}, rec_branch={self.rec_branch})")
+        if not 0.0 <= self.band_taper <= 1.0:
+            raise ValueError(f"band_taper must lie in [0, 1], got {self.band_taper!r}")
+        if self.band_taper and not self.band_consistency:
+            raise ValueError("band_taper needs band_consistency")
         if self.supervision not in ("all", "last"):
             raise ValueError(f"supervision must be 'all' or 'last', got {self.supervision!r}")
 
@@ -184,6 +193,7 @@ class ICONetStage(nn.Module):
         self.grid = cfg.grid
         self.upsample_prior = zero_fill_upsample if cfg.prior_upsampler == "fourier" else upsample
         self.band_consistency = cfg.band_consistency
+        self.band_taper = cfg.band_taper
         if cfg.zero_tails:
             tails = [self.tail_sr] + ([self.tail_rec] if cfg.rec_branch else [])
             for conv in tails:
@@ -210,7 +220,7 @@ class ICONetStage(nn.Module):
         f_sr = self.up_sr(f_sr)
         sr = self.tail_sr(f_sr) + self.upsample_prior(base, 2, self.grid)
         if self.band_consistency:
-            sr = replace_low_band(sr, rec, 2)
+            sr = replace_low_band(sr, rec, 2, self.band_taper)
         return sr, rec, f_sr, f_rec
 
 

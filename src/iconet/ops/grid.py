@@ -115,7 +115,30 @@ def low_band(H: int, W: int, h: int, w: int, device: torch.device | None = None)
     return ky[:, None] & kx[None, :]
 
 
-def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+def band_weight(H: int, W: int, h: int, w: int, taper: float, device: torch.device | None = None) -> torch.Tensor:
+    """Float ``(H, W)`` weight of an ``(h, w)`` image's band in a centred ``(H, W)`` spectrum.
+
+    :func:`low_band` as 0/1 when ``taper`` is 0; otherwise, along each axis, the weight falls
+    from 1 to 0 by a raised cosine over the outer ``taper`` fraction of the band's half-width
+    (separable: the weight is the product of the two axes'), and is 0 outside the band.
+    """
+    if not 0.0 <= taper <= 1.0:
+        raise ValueError(f"band taper must lie in [0, 1], got {taper!r}")
+
+    def axis(n: int, m: int) -> torch.Tensor:
+        k = (torch.arange(n, device=device) - n // 2).abs().to(torch.float64)
+        edge = (m + 1) // 2  # first index outside the interior
+        inside = k < edge
+        if taper == 0:
+            return inside.to(torch.float64)
+        start = edge - taper * edge
+        ramp = 0.5 * (1 + torch.cos(torch.pi * ((k - start) / (edge - start)).clamp(0, 1)))
+        return torch.where(inside, ramp, torch.zeros_like(k))
+
+    return axis(H, h)[:, None] * axis(W, w)[None, :]
+
+
+def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int, taper: float = 0.0) -> torch.Tensor:
     """``hr`` with the low band of its spectrum taken from ``lr`` (the ``"kspace"`` grid).
 
     Under k-space truncation, the ``(H/s)×(W/s)`` centre of HR's spectrum *is* the clean LR's
@@ -123,10 +146,15 @@ def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Te
     is the interior ``|f_y| < H/(2s)``, ``|f_x| < W/(2s)``: the LR's unpaired Nyquist row and
     column stay ``hr``'s, so the band is symmetric and a real ``hr``, ``lr`` give a real result.
 
+    With ``taper > 0`` the swap is soft near the band's edge (:func:`band_weight`): the spectrum
+    there is a blend, ``lr``'s weight falling to 0 at the edge, so the result has no step at the
+    band edge where ``hr``'s spectrum and ``lr``'s disagree.
+
     Args:
         hr: ``(..., H, W)``, real; ``H``, ``W`` = ``s·h``, ``s·w``.
         lr: ``(..., h, w)``, real.
         scale: ``s``.
+        taper: fraction of the band's half-width over which the swap fades out (0: hard band).
 
     Returns:
         ``(..., H, W)`` in ``hr``'s dtype (computed in float32 or float64), differentiable in both.
@@ -136,7 +164,7 @@ def replace_low_band(hr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Te
     if (H, W) != (scale * h, scale * w):
         raise ValueError(f"replace_low_band: HR {(H, W)} is not {scale}x LR {(h, w)}")
     work = torch.float64 if torch.float64 in (hr.dtype, lr.dtype) else torch.float32
-    band = low_band(H, W, h, w, hr.device).to(work)
+    band = band_weight(H, W, h, w, taper, hr.device).to(work)
     # Odd LR sides: centred FFTs put LR pixel m on HR pixel s·m + off, not s·m (as in
     # zero_fill_upsample); work in that frame and roll back (exact, the images are periodic).
     off = ((scale * h) // 2 - scale * (h // 2), (scale * w) // 2 - scale * (w // 2))
