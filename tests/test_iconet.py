@@ -355,3 +355,47 @@ def test_band_taper_blends_the_prior_band_into_the_free_sr_estimate(scale):
     hard = tiny(scale=scale, band_consistency=True, zero_tails=False)
     hard.load_state_dict(model.state_dict())
     assert (hard(x)["sr"][-1] - out["sr"][-1]).abs().max() > 1e-4  # the taper changes the output
+
+
+def test_spectral_mixing_is_global_along_rows_and_local_across_them():
+    from iconet.models.rscfl import SpectralMixing
+
+    torch.manual_seed(3)
+    mix = SpectralMixing(4)
+    x = torch.randn(1, 4, 6, 23)  # odd width: irfft must give the width back
+    y = mix(x)
+    assert y.shape == x.shape
+    poked = x.clone()
+    poked[0, :, 2, 0] += 1.0
+    diff = (mix(poked) - y).abs().amax(dim=(0, 1))  # (H, W)
+    # a change at one pixel reaches the far end of its row (no local kernel does) ...
+    assert diff[2, 12:].min() > 0
+    # ... and no other row (1-D transform along the phase-encoding axis only)
+    assert diff[[0, 1, 3, 4, 5]].max() == 0
+    # bf16 autocast: computed in float32, returned in the input's dtype
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yb = mix(x.to(torch.bfloat16))
+    assert yb.dtype == torch.bfloat16 and (yb.float() - y).abs().max() < 0.1
+
+
+def test_spectral_branch_goes_where_asked_and_keeps_iconet_under_edsr_size():
+    from iconet.models.edsr import EDSR, EDSRConfig
+
+    def spectral(model):
+        stage = model.stages[0]
+        return (sum(b.spectral is not None for g in stage.sr_groups for b in g.blocks),
+                sum(b.spectral is not None for g in stage.rec_groups for b in g.blocks))
+
+    two = dict(scale=2, groups_per_stage=2, blocks_per_group=2)  # 4 blocks per branch
+    assert spectral(tiny(**two)) == (0, 0)
+    assert spectral(tiny(**two, spectral_branch="rec")) == (0, 4)
+    assert spectral(tiny(**two, spectral_branch="both")) == (4, 4)
+    # zero tails: the untrained network is still its interpolation baseline
+    x = torch.rand(1, 1, 10, 13)
+    torch.testing.assert_close(tiny(scale=2, spectral_branch="rec")(x)["sr"][0], tiny(scale=2)(x)["sr"][0])
+    shipped = ICONet(ICONetConfig(scale=2, width=56, groups_per_stage=3, spectral_branch="rec"))
+    assert count_parameters(shipped) < count_parameters(EDSR(EDSRConfig(scale=2)))
+    with pytest.raises(ValueError, match="spectral_branch must be one of"):
+        ICONetConfig(spectral_branch="kspace")
+    with pytest.raises(ValueError, match="needs the reconstruction branch"):
+        ICONetConfig(spectral_branch="rec", rec_branch=False)

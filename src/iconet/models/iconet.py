@@ -33,6 +33,7 @@ from iconet.models.rscfl import FFN_ACTIVATIONS, RSCFLGroup
 from iconet.ops.grid import replace_low_band, upsample, zero_fill_upsample
 
 PRIOR_UPSAMPLERS = ("bicubic", "fourier")
+SPECTRAL_BRANCHES = ("none", "rec", "both")
 
 
 @dataclass
@@ -75,6 +76,11 @@ class ICONetConfig(ModelConfig):
         band_consistency: k-space grid only: the low band of each SR estimate's spectrum (the
             block the LR was cut from) is replaced by the prior's, so ``sr_k`` agrees with
             ``rec_k`` there exactly and the SR branch only adds the frequencies the LR lacks.
+        spectral_branch: where RSCFL blocks get a third mixing branch, global along the
+            phase-encoding (last) axis through its Fourier transform (FFC-style,
+            :class:`~iconet.models.rscfl.SpectralMixing`): ``"none"`` (default), ``"rec"`` (the
+            reconstruction branch, whose job is undoing the undersampling's aliasing along that
+            axis) or ``"both"``.
         band_taper: with ``band_consistency``, the fraction of the band's half-width next to
             its edge over which the swap fades out (raised cosine; 0 = hard band): near the
             edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
@@ -100,6 +106,7 @@ class ICONetConfig(ModelConfig):
     prior_upsampler: str = "bicubic"
     band_consistency: bool = False
     band_taper: float = 0.0
+    spectral_branch: str = "none"
 
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu"}
 
@@ -133,6 +140,10 @@ class ICONetConfig(ModelConfig):
         if self.band_consistency and (self.grid != "kspace" or not self.rec_branch):
             raise ValueError("band_consistency needs the k-space grid and the reconstruction branch "
                              f"(grid={self.grid!r}, rec_branch={self.rec_branch})")
+        if self.spectral_branch not in SPECTRAL_BRANCHES:
+            raise ValueError(f"spectral_branch must be one of {SPECTRAL_BRANCHES}, got {self.spectral_branch!r}")
+        if self.spectral_branch == "rec" and not self.rec_branch:
+            raise ValueError("spectral_branch 'rec' needs the reconstruction branch")
         if not 0.0 <= self.band_taper <= 1.0:
             raise ValueError(f"band_taper must lie in [0, 1], got {self.band_taper!r}")
         if self.band_taper and not self.band_consistency:
@@ -177,13 +188,17 @@ class ICONetStage(nn.Module):
             mix_norm=cfg.mix_norm,
         )
         groups = range(cfg.stage_groups(k))
-        self.sr_groups = nn.ModuleList(RSCFLGroup(c, cfg.blocks_per_group, **block) for _ in groups)
+        self.sr_groups = nn.ModuleList(
+            RSCFLGroup(c, cfg.blocks_per_group, spectral=cfg.spectral_branch == "both", **block) for _ in groups
+        )
         self.up_sr = _up2(c)
         self.tail_sr = _conv3(c, cin)
         self.rec_groups: nn.ModuleList | None = None
         self.fusions: nn.ModuleList | None = None
         if cfg.rec_branch:
-            self.rec_groups = nn.ModuleList(RSCFLGroup(c, cfg.rec_blocks, **block) for _ in groups)
+            self.rec_groups = nn.ModuleList(
+                RSCFLGroup(c, cfg.rec_blocks, spectral=cfg.spectral_branch != "none", **block) for _ in groups
+            )
             self.tail_rec = _conv3(c, cin)
             self.embed = _conv3(cin, c)
             # The reconstruction features of the last stage have no next stage to feed.

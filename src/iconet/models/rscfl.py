@@ -133,6 +133,31 @@ class ChannelAttention(nn.Module):
 FFN_ACTIVATIONS = {"gelu": F.gelu, "relu": torch.relu_}
 
 
+class SpectralMixing(nn.Module):
+    """Global mixing along the last (phase-encoding) axis in its Fourier domain.
+
+    After the Fourier unit of FFC (Chi et al., 2020), in 1-D: an orthonormal real FFT of every
+    row, a 1×1 conv and a ReLU on the (real, imaginary) parts of each frequency, the inverse
+    FFT. Cartesian undersampling drops whole lines of k-space along this axis, so its aliasing
+    is a convolution along each row with a kernel as wide as the image: a per-frequency
+    operation sees it whole, which no local kernel can. Weights are shared over frequencies, so
+    the module works at any width. The FFTs run in float32 (also under bf16 autocast).
+    Cost O(N·log W·C) + O(N·C²). ``(B, C, H, W) → (B, C, H, W)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.mix = nn.Conv2d(2 * channels, 2 * channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, w = x.shape[1], x.shape[-1]
+        with torch.autocast(x.device.type, enabled=False):
+            k = torch.fft.rfft(x.float(), dim=-1, norm="ortho")  # (B, C, H, W//2+1)
+            z = F.relu(self.mix(torch.cat([k.real, k.imag], dim=1)))
+            y = torch.fft.irfft(torch.complex(z[:, :c], z[:, c:]), n=w, dim=-1, norm="ortho")
+        return y.to(x.dtype)
+
+
 class ConvFeedForward(nn.Module):
     """Local feed-forward: 3×3 conv, activation (ReLU default, as EDSR's blocks, or GELU), 3×3
     conv. ``(B, C, H, W) → (B, C, H, W)``.
@@ -161,6 +186,7 @@ class RSCFLBlock(nn.Module):
         channels: feature width C.
         spatial: keep the spatial (large-kernel) branch.
         channel: keep the channel (transposed-attention) branch.
+        spectral: add a third mixing branch, global along the last axis (:class:`SpectralMixing`).
         heads: heads of the channel attention.
         ffn_expansion: hidden width of the feed-forward network, as a multiple of C.
         ffn_activation: ``"relu"`` or ``"gelu"`` inside the feed-forward network.
@@ -178,6 +204,7 @@ class RSCFLBlock(nn.Module):
         *,
         spatial: bool = True,
         channel: bool = True,
+        spectral: bool = False,
         heads: int = 4,
         ffn_expansion: float = 1.0,
         ffn_activation: str = "relu",
@@ -187,25 +214,26 @@ class RSCFLBlock(nn.Module):
         super().__init__()
         self.spatial = SpatialAttention(channels) if spatial else None
         self.channel = ChannelAttention(channels, heads) if channel else None
-        if spatial or channel:
+        self.spectral = SpectralMixing(channels) if spectral else None
+        if spatial or channel or spectral:
             self.norm_mix = ChannelLayerNorm(channels) if mix_norm else nn.Identity()
             self.project = nn.Conv2d(channels, channels, 1)
         self.ffn = ConvFeedForward(channels, ffn_expansion, ffn_activation)
         self.scale_mix: nn.Parameter | None = None
         self.scale_ffn: nn.Parameter | None = None
         if layer_scale > 0:
-            if spatial or channel:
+            if spatial or channel or spectral:
                 self.scale_mix = nn.Parameter(torch.full((1, channels, 1, 1), float(layer_scale)))
             self.scale_ffn = nn.Parameter(torch.full((1, channels, 1, 1), float(layer_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spatial is not None or self.channel is not None:
+        branches = [b for b in (self.spatial, self.channel, self.spectral) if b is not None]
+        if branches:
             y = self.norm_mix(x)
             mixed = None
-            for branch in (self.spatial, self.channel):
-                if branch is not None:
-                    out = branch(y)
-                    mixed = out if mixed is None else mixed + out
+            for branch in branches:
+                out = branch(y)
+                mixed = out if mixed is None else mixed + out
             mixed = self.project(mixed)
             x = x + (mixed if self.scale_mix is None else mixed * self.scale_mix)
         out = self.ffn(x)
