@@ -120,8 +120,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                                          "band_taper": 0.25}, [],
                                         "shipped x2 config, ReLU, low band from the prior, faded out over its outer quarter"),
     # de-aliasing needs mixing along the whole phase-encoding row: an FFC-style Fourier branch in the rec branch
-    "iconet_w56g3_zt_relu_spec": ({**W56, "zero_tails": True, "ffn_activation": "relu", "spectral_branch": "rec"}, [],
+    "iconet_w56g3_zt_relu_spec": ({**W56, "zero_tails": True, "ffn_activation": "relu", "spectral_branch": "rec",
+                                   "spectral_gate": False}, [],
                                   "shipped x2 config, ReLU, Fourier mixing along the phase-encoding axis in the rec branch (1.31 M)"),
+    "iconet_w56g3_zt_relu_spec_gate": ({**W56, "zero_tails": True, "ffn_activation": "relu", "spectral_branch": "rec"}, [],
+                                       "... with a sigmoid gate from the local content on the Fourier branch (1.32 M)"),
     # three quarters of the error is de-aliasing inside the LR band (benchmarks/error_bands.py): weigh the reconstruction up
     "iconet_w56g3_zt_relu_rec1": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["loss.rec_weight=1.0"],
                                   "shipped x2 config, ReLU, reconstruction loss weight 1.0 (not 0.5)"),

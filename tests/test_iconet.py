@@ -399,3 +399,19 @@ def test_spectral_branch_goes_where_asked_and_keeps_iconet_under_edsr_size():
         ICONetConfig(spectral_branch="kspace")
     with pytest.raises(ValueError, match="needs the reconstruction branch"):
         ICONetConfig(spectral_branch="rec", rec_branch=False)
+
+
+def test_spectral_gate_can_switch_the_fourier_branch_off_locally():
+    from iconet.models.rscfl import SpectralMixing
+
+    torch.manual_seed(4)
+    gated, plain = SpectralMixing(4), SpectralMixing(4, gated=False)
+    plain.load_state_dict(gated.state_dict(), strict=False)  # same mixing weights
+    x = torch.randn(1, 4, 5, 16)
+    with torch.no_grad():
+        gated.gate.weight.zero_()
+        gated.gate.bias.fill_(20.0)  # gate open everywhere: the ungated branch
+        torch.testing.assert_close(gated(x), plain(x), atol=1e-6, rtol=0)
+        gated.gate.bias.fill_(-20.0)  # gate shut: nothing passes
+        assert gated(x).abs().max() < 1e-6
+    assert plain.gate is None

@@ -81,6 +81,9 @@ class ICONetConfig(ModelConfig):
             :class:`~iconet.models.rscfl.SpectralMixing`): ``"none"`` (default), ``"rec"`` (the
             reconstruction branch, whose job is undoing the undersampling's aliasing along that
             axis) or ``"both"``.
+        spectral_gate: multiply that branch's output by a sigmoid gate from the local content
+            (default on): ungated, its row-wide changes left a faint ripple in the background
+            that cost SSIM.
         band_taper: with ``band_consistency``, the fraction of the band's half-width next to
             its edge over which the swap fades out (raised cosine; 0 = hard band): near the
             edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
@@ -107,8 +110,10 @@ class ICONetConfig(ModelConfig):
     band_consistency: bool = False
     band_taper: float = 0.0
     spectral_branch: str = "none"
+    spectral_gate: bool = True
 
-    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu"}
+    # spectral_gate: the first Fourier-branch runs were ungated (no saved model without the key has the branch gated)
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu", "spectral_gate": False}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -186,6 +191,7 @@ class ICONetStage(nn.Module):
             ffn_activation=cfg.ffn_activation,
             layer_scale=cfg.layer_scale,
             mix_norm=cfg.mix_norm,
+            spectral_gate=cfg.spectral_gate,
         )
         groups = range(cfg.stage_groups(k))
         self.sr_groups = nn.ModuleList(

@@ -142,20 +142,26 @@ class SpectralMixing(nn.Module):
     is a convolution along each row with a kernel as wide as the image: a per-frequency
     operation sees it whole, which no local kernel can. Weights are shared over frequencies, so
     the module works at any width. The FFTs run in float32 (also under bf16 autocast).
+
+    ``gated`` (default): the result is multiplied by a sigmoid gate computed from the input by a
+    1×1 conv, so the global branch can be switched off where the image is empty. Without it,
+    any change the branch makes to a frequency spreads over the whole row, and the faint
+    ripple it leaves in the background cost SSIM (benchmarks/design_x2.py).
     Cost O(N·log W·C) + O(N·C²). ``(B, C, H, W) → (B, C, H, W)``.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, gated: bool = True) -> None:
         super().__init__()
         self.mix = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.gate = nn.Conv2d(channels, channels, 1) if gated else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, w = x.shape[1], x.shape[-1]
         with torch.autocast(x.device.type, enabled=False):
             k = torch.fft.rfft(x.float(), dim=-1, norm="ortho")  # (B, C, H, W//2+1)
             z = F.relu(self.mix(torch.cat([k.real, k.imag], dim=1)))
-            y = torch.fft.irfft(torch.complex(z[:, :c], z[:, c:]), n=w, dim=-1, norm="ortho")
-        return y.to(x.dtype)
+            y = torch.fft.irfft(torch.complex(z[:, :c], z[:, c:]), n=w, dim=-1, norm="ortho").to(x.dtype)
+        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
 
 
 class ConvFeedForward(nn.Module):
@@ -187,6 +193,7 @@ class RSCFLBlock(nn.Module):
         spatial: keep the spatial (large-kernel) branch.
         channel: keep the channel (transposed-attention) branch.
         spectral: add a third mixing branch, global along the last axis (:class:`SpectralMixing`).
+        spectral_gate: gate that branch by the local content (see :class:`SpectralMixing`).
         heads: heads of the channel attention.
         ffn_expansion: hidden width of the feed-forward network, as a multiple of C.
         ffn_activation: ``"relu"`` or ``"gelu"`` inside the feed-forward network.
@@ -205,6 +212,7 @@ class RSCFLBlock(nn.Module):
         spatial: bool = True,
         channel: bool = True,
         spectral: bool = False,
+        spectral_gate: bool = True,
         heads: int = 4,
         ffn_expansion: float = 1.0,
         ffn_activation: str = "relu",
@@ -214,7 +222,7 @@ class RSCFLBlock(nn.Module):
         super().__init__()
         self.spatial = SpatialAttention(channels) if spatial else None
         self.channel = ChannelAttention(channels, heads) if channel else None
-        self.spectral = SpectralMixing(channels) if spectral else None
+        self.spectral = SpectralMixing(channels, spectral_gate) if spectral else None
         if spatial or channel or spectral:
             self.norm_mix = ChannelLayerNorm(channels) if mix_norm else nn.Identity()
             self.project = nn.Conv2d(channels, channels, 1)
