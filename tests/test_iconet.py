@@ -415,3 +415,32 @@ def test_spectral_gate_can_switch_the_fourier_branch_off_locally():
         gated.gate.bias.fill_(-20.0)  # gate shut: nothing passes
         assert gated(x).abs().max() < 1e-6
     assert plain.gate is None
+
+
+def test_a_saved_fourier_branch_without_the_gate_key_loads_ungated():
+    from iconet.models.registry import saved_model_config
+
+    saved = {"name": "iconet", "scale": 2, "width": 8, "heads": 2, "groups_per_stage": 1, "blocks_per_group": 1,
+             "ffn_activation": "relu", "spectral_branch": "rec"}  # the first, ungated runs spelt no gate
+    old = build_model(saved_model_config(saved))
+    new = build_model(saved_model_config({**saved, "spectral_gate": True}))
+    assert old.cfg.spectral_gate is False and new.cfg.spectral_gate is True
+    assert count_parameters(new) > count_parameters(old)
+    assert build_model("iconet", spectral_branch="rec").cfg.spectral_gate is True
+
+
+def test_nonnegative_clamps_every_output_at_zero_and_changes_nothing_else():
+    torch.manual_seed(5)
+    model = tiny(scale=4, nonnegative=True, zero_tails=False)
+    free = tiny(scale=4, zero_tails=False)
+    free.load_state_dict(model.state_dict())
+    x = torch.rand(1, 1, 12, 12) - 0.3  # negative LR pixels: the untrained outputs undershoot
+    with torch.no_grad():
+        out, ref = model(x), free(x)
+    assert min(float(t.min()) for t in ref["sr"] + ref["rec"]) < 0
+    for t in out["sr"] + out["rec"]:
+        assert t.min() >= 0
+    # stage 1 is the free stage clamped; stage 2 then starts from the clamped estimate
+    torch.testing.assert_close(out["sr"][0], ref["sr"][0].clamp_min(0))
+    torch.testing.assert_close(out["rec"][0], ref["rec"][0].clamp_min(0))
+    assert count_parameters(model) == count_parameters(free)

@@ -84,6 +84,11 @@ class ICONetConfig(ModelConfig):
         spectral_gate: multiply that branch's output by a sigmoid gate from the local content
             (default on): ungated, its row-wide changes left a faint ripple in the background
             that cost SSIM.
+        nonnegative: clamp every SR estimate and prior at 0 (magnitude MR images are
+            non-negative, as is the LR input): an SR network's undershoot in the air around the
+            head is faint in MSE but costs whole-slice SSIM, where HR is nearly constant.
+            Off by default (CT in Hounsfield units and normalisations with a negative floor
+            need it off); on in the shipped MR recipes' Fourier-branch models.
         band_taper: with ``band_consistency``, the fraction of the band's half-width next to
             its edge over which the swap fades out (raised cosine; 0 = hard band): near the
             edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
@@ -111,6 +116,7 @@ class ICONetConfig(ModelConfig):
     band_taper: float = 0.0
     spectral_branch: str = "none"
     spectral_gate: bool = True
+    nonnegative: bool = False
 
     # spectral_gate: the first Fourier-branch runs were ungated (no saved model without the key has the branch gated)
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu", "spectral_gate": False}
@@ -267,6 +273,9 @@ class ICONet(SRModel):
         recs: list[torch.Tensor] = []
         for stage in self.stages:
             x, rec, f_sr, f_rec = stage(x, f_sr, f_rec)
+            if self.cfg.nonnegative:
+                x = x.clamp_min(0)
+                rec = rec.clamp_min(0) if rec is not None else None
             srs.append(x)
             if rec is not None:
                 recs.append(rec)
