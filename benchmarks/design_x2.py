@@ -115,10 +115,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                                           "shipped x2 config, ReLU, sinc-interpolated prior and its low band kept"),
     "iconet_w56g3_zt_relu_band_seed1": ({**W56, "zero_tails": True, "ffn_activation": "relu", "band_consistency": True}, ["run.seed=1"],
                                         "shipped x2 config, ReLU, SR low band replaced by the prior's, second seed"),
-    # the hard band's SSIM cost at full length: fade the swap out over the band's outer quarter
-    "iconet_w56g3_zt_relu_band_taper": ({**W56, "zero_tails": True, "ffn_activation": "relu", "band_consistency": True,
-                                         "band_taper": 0.25}, [],
-                                        "shipped x2 config, ReLU, low band from the prior, faded out over its outer quarter"),
     # de-aliasing needs mixing along the whole phase-encoding row: an FFC-style Fourier branch in the rec branch
     "iconet_w56g3_zt_relu_spec": ({**W56, "zero_tails": True, "ffn_activation": "relu", "spectral_branch": "rec",
                                    "spectral_gate": False}, [],
