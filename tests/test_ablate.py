@@ -90,6 +90,7 @@ def test_shipped_spec_only_switches_the_model(tmp_path):
         assert Path(cfg.run.out_dir) == tmp_path / "out" / name and cfg.run.steps == 10
     assert cfgs["fusion_add"].model["fusion"] == "add" and cfgs["full"].model["fusion"] == "gated"
     assert cfgs["no_rec_branch"].model["rec_branch"] is False
+    assert cfgs["full"].model["spectral_branch"] == "rec" and cfgs["no_spectral_branch"].model["spectral_branch"] == "none"
 
 
 def test_variant_changing_a_non_model_key_is_refused(tmp_path, data_root, capsys):
