@@ -19,11 +19,8 @@ import math
 from pathlib import Path
 
 import torch
+from _slab import held_out_slab, model_outputs, write_result  # benchmarks/ is on sys.path when run as a script
 
-from iconet.data.degrade import Degradation
-from iconet.data.io import read_volume
-from iconet.data.normalize import NormalizeConfig
-from iconet.evaluation.runner import _slices, load_candidate
 from iconet.ops.fft import fft2c
 from iconet.ops.grid import low_band
 
@@ -39,10 +36,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_grad_enabled(False)
 
-    deg = Degradation(kind="kspace", scale=args.scale)
-    vol = read_volume(args.data)
-    hr, _norm, _keep = _slices(vol, 2, deg.multiple, NormalizeConfig())
-    lr = deg.degrade(hr, vol.name)["lr"]
+    hr, lr, deg = held_out_slab(args.data, args.scale)
     peak2 = float(hr.max()) ** 2
     n = hr.numel()
     H, W = hr.shape[-2:]
@@ -54,22 +48,17 @@ def main() -> int:
     lines = [f"| model (x{args.scale}) | PSNR (dB) | error in the LR band | PSNR if the band were exact | "
              "PSNR if the rest were exact |", "|---|---:|---:|---:|---:|"]
     for arg in args.models:
-        label, _, spec = arg.rpartition("=")
-        cand = load_candidate(spec, args.scale, deg.grid)
-        sr = torch.cat([cand.model(lr[i : i + 8, None])["sr"][-1][:, 0].float() for i in range(0, len(lr), 8)])
+        label, sr = model_outputs(arg, lr, deg)
         # Unitary FFT: the squared error splits exactly between the two parts of the spectrum.
         e2 = fft2c((sr - hr).double()).abs() ** 2
         inside, total = float(e2[..., band].sum()), float(e2.sum())
-        lines.append(f"| {label or cand.name} | {psnr(total):.2f} | {100 * inside / total:.0f} % | "
+        lines.append(f"| {label} | {psnr(total):.2f} | {100 * inside / total:.0f} % | "
                      f"{psnr(total - inside):.2f} | {psnr(inside):.2f} |")
     lines += ["", f"{args.data} (axial foreground slices, {len(hr)}), k-space degradation x{args.scale} with the "
               "volume's seeded mask; normalised intensities; the LR band is the interior of the centre "
               f"1/{args.scale} of each axis of HR's centred spectrum. `python benchmarks/error_bands.py "
               f"{' '.join(args.models)} --scale {args.scale}`."]
-    text = "\n".join(lines) + "\n"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"error_bands_x{args.scale}.md").write_text(text)
-    print(text)
+    write_result(args.results, f"error_bands_x{args.scale}.md", lines)
     return 0
 
 

@@ -24,10 +24,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from iconet.data.degrade import Degradation
-from iconet.data.io import read_volume
-from iconet.data.normalize import NormalizeConfig
-from iconet.evaluation.runner import _slices, load_candidate
+from _slab import held_out_slab, model_outputs, write_result  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 WIN = 7
@@ -44,10 +41,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_grad_enabled(False)
 
-    deg = Degradation(kind="kspace", scale=args.scale)
-    vol = read_volume(args.data)
-    hr_t, _norm, _keep = _slices(vol, 2, deg.multiple, NormalizeConfig())
-    lr = deg.degrade(hr_t, vol.name)["lr"]
+    hr_t, lr, deg = held_out_slab(args.data, args.scale)
     hr = hr_t.double().numpy()
     peak = float(hr.max())
     pad = (WIN - 1) // 2
@@ -57,24 +51,19 @@ def main() -> int:
     lines = [f"| model (x{args.scale}) | SSIM | SSIM foreground | SSIM background | "
              "MSE foreground (1e-4) | MSE background (1e-4) |", "|---|---:|---:|---:|---:|---:|"]
     for arg in args.models:
-        label, _, spec = arg.rpartition("=")
-        cand = load_candidate(spec, args.scale, deg.grid)
-        sr = torch.cat([cand.model(lr[i : i + 8, None])["sr"][-1][:, 0].float() for i in range(0, len(lr), 8)])
+        label, sr = model_outputs(arg, lr, deg)
         sr_np = (sr.double() if args.floor is None else sr.double().clamp_min(args.floor)).numpy()
         maps = np.stack([structural_similarity(h, s, data_range=peak, win_size=WIN, gaussian_weights=False, full=True)[1]
                          for h, s in zip(hr, sr_np)])[inner]
         err = ((sr_np - hr) ** 2)[inner]
-        lines.append(f"| {label or cand.name} | {maps.mean():.4f} | {maps[fg].mean():.4f} | {maps[~fg].mean():.4f} | "
+        lines.append(f"| {label} | {maps.mean():.4f} | {maps[fg].mean():.4f} | {maps[~fg].mean():.4f} | "
                      f"{1e4 * err[fg].mean():.2f} | {1e4 * err[~fg].mean():.2f} |")
     lines += ["", f"{args.data} (axial foreground slices, {len(hr)}; background {100 * (~fg).mean():.0f} % of the "
               f"scored pixels), k-space degradation x{args.scale} with the volume's seeded mask; normalised "
               f"intensities. `python benchmarks/ssim_split.py {' '.join(args.models)} --scale {args.scale}"
               + (f" --name {args.name}" if args.name else "") + (f" --floor {args.floor:g}" if args.floor is not None else "")
               + "`." + (f" SR outputs clipped at {args.floor:g} before scoring." if args.floor is not None else "")]
-    text = "\n".join(lines) + "\n"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"ssim_split_x{args.scale}{'_' + args.name if args.name else ''}.md").write_text(text)
-    print(text)
+    write_result(args.results, f"ssim_split_x{args.scale}{'_' + args.name if args.name else ''}.md", lines)
     return 0
 
 
