@@ -82,8 +82,7 @@ class ICONetConfig(ModelConfig):
             reconstruction branch, whose job is undoing the undersampling's aliasing along that
             axis) or ``"both"``.
         spectral_gate: multiply that branch's output by a sigmoid gate from the local content
-            (default on): ungated, its row-wide changes left a faint ripple in the background
-            that cost SSIM.
+            (default on; +0.05 dB over ungated in the design run, SSIM about the same).
         nonnegative: clamp every SR estimate and prior at 0 (magnitude MR images are
             non-negative, as is the LR input): an SR network's undershoot in the air around the
             head is faint in MSE but costs whole-slice SSIM, where HR is nearly constant.
@@ -92,7 +91,7 @@ class ICONetConfig(ModelConfig):
         band_taper: with ``band_consistency``, the fraction of the band's half-width next to
             its edge over which the swap fades out (raised cosine; 0 = hard band): near the
             edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
-            edge does not ring.
+            edge does not ring (0.25 at the full x2 recipe: no SSIM gain, docs/architecture.md).
     """
 
     name: str = "iconet"

@@ -144,9 +144,11 @@ class SpectralMixing(nn.Module):
     the module works at any width. The FFTs run in float32 (also under bf16 autocast).
 
     ``gated`` (default): the result is multiplied by a sigmoid gate computed from the input by a
-    1×1 conv, so the global branch can be switched off where the image is empty. Without it,
-    any change the branch makes to a frequency spreads over the whole row, and the faint
-    ripple it leaves in the background cost SSIM (benchmarks/design_x2.py).
+    1×1 conv, so the global branch can be switched off locally (any change it makes to a
+    frequency spreads over the whole row). Measured at the shipped x2 size (500 steps, S1's
+    slab): +0.05 dB over ungated, background SSIM barely moved (0.8945 → 0.8963,
+    benchmarks/ssim_split.py); what fixed the background was clamping outputs at 0 (ICONet's
+    ``nonnegative``).
     Cost O(N·log W·C) + O(N·C²). ``(B, C, H, W) → (B, C, H, W)``.
     """
 
