@@ -110,9 +110,7 @@ def low_band(H: int, W: int, h: int, w: int, device: torch.device | None = None)
     The symmetric interior ``|f_y| < h/2``, ``|f_x| < w/2`` (an even side's unpaired Nyquist
     line left out; an odd side's band is whole).
     """
-    ky = (torch.arange(H, device=device) - H // 2).abs() < (h + 1) // 2
-    kx = (torch.arange(W, device=device) - W // 2).abs() < (w + 1) // 2
-    return ky[:, None] & kx[None, :]
+    return band_weight(H, W, h, w, 0.0, device) > 0
 
 
 def band_weight(H: int, W: int, h: int, w: int, taper: float, device: torch.device | None = None) -> torch.Tensor:
