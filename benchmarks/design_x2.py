@@ -121,6 +121,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                                   "shipped x2 config, ReLU, Fourier mixing along the phase-encoding axis in the rec branch (1.31 M)"),
     "iconet_w56g3_zt_relu_spec_gate": ({**W56, "zero_tails": True, "ffn_activation": "relu", "spectral_branch": "rec"}, [],
                                        "... with a sigmoid gate from the local content on the Fourier branch (1.32 M)"),
+    # issue 6's speed goal: the package-default size (faster than EDSR-baseline) with the Fourier branch and the clamp
+    "iconet_w40_zt_relu_spec_nn": ({**W40, "zero_tails": True, "ffn_activation": "relu", "spectral_branch": "rec",
+                                    "nonnegative": True}, [],
+                                   "the package-default ICONet (w40, 0.48 M) with the shipped recipe's Fourier branch and clamp"),
     # three quarters of the error is de-aliasing inside the LR band (benchmarks/error_bands.py): weigh the reconstruction up
     "iconet_w56g3_zt_relu_rec1": ({**W56, "zero_tails": True, "ffn_activation": "relu"}, ["loss.rec_weight=1.0"],
                                   "shipped x2 config, ReLU, reconstruction loss weight 1.0 (not 0.5)"),
