@@ -57,3 +57,24 @@ def test_demo_runs_the_shipped_model_and_it_beats_interpolation(tmp_path, capsys
     # the shipped weights were trained on S1; the demo slab is Colin27, never seen
     assert m["ICONet"]["psnr"] > m["bicubic"]["psnr"] + 0.3
     assert m["ICONet"]["ssim"] > m["bicubic"]["ssim"] + 0.05
+
+
+def test_the_shipped_fast_model_is_the_default_size_and_beats_interpolation(tmp_path):
+    import iconet.hub as hub
+    from iconet.models.iconet import ICONetConfig
+
+    if "iconet-t1-x2-fast" not in hub.available_models():
+        import pytest
+
+        pytest.skip("no shipped iconet-t1-x2-fast in this checkout")
+    model, info = hub.load_model("iconet-t1-x2-fast")
+    cfg, default = model.cfg, ICONetConfig(scale=2)
+    # what the README and the card say it is: the package-default size plus the shipped recipe's branch and clamp
+    assert (cfg.width, cfg.groups_per_stage, cfg.blocks_per_group) == (default.width, default.groups_per_stage, default.blocks_per_group)
+    assert cfg.spectral_branch == "rec" and cfg.nonnegative
+    assert sum(p.numel() for p in model.parameters()) < 0.4 * sum(
+        p.numel() for p in hub.load_model("iconet-t1-x2")[0].parameters())
+    result = run_demo(tmp_path / "d", model="iconet-t1-x2-fast")
+    m = result.metrics
+    assert m["ICONet"]["psnr"] > m["bicubic"]["psnr"] + 0.3
+    assert m["ICONet"]["ssim"] > m["bicubic"]["ssim"] + 0.05
