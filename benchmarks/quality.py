@@ -48,7 +48,7 @@ COLIN27 = Path("data/colin27_T1.nii.gz")
 #: the peers' model sections (everything else comes from the recipe)
 PEER_MODELS: dict[str, dict[str, Any]] = {
     "iconet_small": {"name": "iconet"},  # the package's default ICONet config (width 40, 2 groups; ReLU since the H200 rows, which are GELU)
-    # the package-default size with the shipped recipe's Fourier branch and clamp: ICONet faster than EDSR-baseline (issue 6)
+    # the package-default size with the shipped recipe's Fourier branch and clamp: an ICONet at EDSR-baseline's speed (issue 6)
     "iconet_fast": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
     "edsr": {"name": "edsr"},
     # all pairs are still searched; bigger query chunks only mean fewer, larger GPU kernels
