@@ -17,6 +17,15 @@ Steps (one command each, from a fresh clone after ``pip install -e .``):
     python benchmarks/quality.py figure --groups kspace_x2 kspace_x4   # docs/img/colin27_<group>.png
     python benchmarks/quality.py input                     # the LR input vs CLEAN (the bar for REC)
 
+A second seed of some runs, in a root of its own (``--only`` takes GROUP/MODEL names in
+``train``, ``export`` and ``score``; ``table --results`` keeps it apart from the main tables):
+
+    python benchmarks/quality.py train --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr \
+        --steps-x4 1250 --set run.seed=1 --root runs/seed1
+    python benchmarks/quality.py export --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
+    python benchmarks/quality.py score --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
+    python benchmarks/quality.py table --groups kspace_x4 --root runs/seed1 --results benchmarks/results/seed1
+
 ``train`` runs every run of the chosen groups *at the same time* (``--jobs``, default all; one
 GPU is shared, each process gets ``--threads`` CPU threads). With ``--budget`` it first trains
 every run for ``--probe-steps`` steps (throwaway runs under ``ROOT/probe``), measures each run's
@@ -97,6 +106,11 @@ def run_specs(groups: list[str], root: Path) -> list[dict[str, Any]]:
     return specs
 
 
+def selected(specs: list[dict[str, Any]], only: list[str]) -> list[dict[str, Any]]:
+    """The runs named ``GROUP/MODEL`` in ``only`` (all when it is empty)."""
+    return [s for s in specs if not only or f"{s['group']}/{s['model']}" in only]
+
+
 def resolved_recipe(recipe: Path, model: dict[str, Any] | None, overrides: list[str]) -> Any:
     """A training recipe with its ``model`` section replaced (``None``: kept) and dotted
     overrides applied, validated as a :class:`~iconet.engine.config.TrainConfig`."""
@@ -174,9 +188,7 @@ def step_rate(run_dir: Path) -> float:
 
 def cmd_train(args: argparse.Namespace) -> int:
     root: Path = args.root
-    specs = run_specs(args.groups, root)
-    if args.only:
-        specs = [s for s in specs if f"{s['group']}/{s['model']}" in args.only]
+    specs = selected(run_specs(args.groups, root), args.only)
     plan: dict[str, Any] = {"groups": args.groups, "runs": [f"{s['group']}/{s['model']}" for s in specs]}
     # a root trained in several invocations (e.g. one run at a time) keeps every plan
     old = json.loads((root / "plan.json").read_text()) if (root / "plan.json").exists() else None
@@ -227,9 +239,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = []
-    for s in run_specs(args.groups, args.root):
-        if s["group"] == "ablation_x4":
-            continue
+    specs = [s for s in selected(run_specs(args.groups, args.root), args.only) if s["group"] != "ablation_x4"]
+    for s in specs:
         if not (Path(s["out"]) / "checkpoints" / "best.pt").exists():
             print(f"{s['out']}: no best.pt, skipped", flush=True)
             continue
@@ -239,8 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         codes = list(pool.map(lambda c: subprocess.run(c, capture_output=True, text=True), jobs))
     for cmd, r in zip(jobs, codes):
         print(f"{cmd[4]}: exit {r.returncode} {r.stderr.strip()[-300:]}", flush=True)
-    return 1 if any(r.returncode for r in codes) or len(jobs) < sum(
-        1 for s in run_specs(args.groups, args.root) if s["group"] != "ablation_x4") else 0
+    return 1 if any(r.returncode for r in codes) or len(jobs) < len(specs) else 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -252,6 +262,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         grp = GROUPS[g]
         models = ["bicubic", "zerofill"]
         for m in grp["models"]:
+            if args.only and f"{g}/{m}" not in args.only:
+                continue
             exported = args.root / "exports" / f"{g}_{m}"
             models.append(str(exported if exported.exists() else args.root / g / m))
         out = args.root / f"eval_{g}"
@@ -383,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--grace", type=float, default=30.0, help="seconds past the budget before runs are stopped")
             p.add_argument("--device", default="auto")
             p.add_argument("--threads", type=int, default=1)
-            p.add_argument("--only", nargs="*", default=[], help="GROUP/MODEL names to train (default: all)")
             p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+        if name in ("train", "export", "score"):
+            p.add_argument("--only", nargs="*", default=[], help="GROUP/MODEL names to take (default: all)")
         if name == "export":
             p.add_argument("--jobs", type=int, default=8)
         if name in ("score", "figure", "input"):
