@@ -1,4 +1,4 @@
-"""The quality benchmark: ICONet and its peers trained alike on S1, scored on Colin27.
+r"""The quality benchmark: ICONet and its peers trained alike on S1, scored on Colin27.
 
 Every model of a group trains with the same recipe (data: the S1 training part, all three
 planes; degradation; batch; patch; steps; seed); only the ``model`` section differs. Groups:
@@ -20,8 +20,8 @@ Steps (one command each, from a fresh clone after ``pip install -e .``):
 A second seed of some runs, in a root of its own (``--only`` takes GROUP/MODEL names in
 ``train``, ``export`` and ``score``; ``table --results`` keeps it apart from the main tables):
 
-    python benchmarks/quality.py train --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr \
-        --steps-x4 1250 --set run.seed=1 --root runs/seed1
+    python benchmarks/quality.py train --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --steps-x4 1250 \
+        --device cpu --threads 2 --set run.seed=1 --root runs/seed1
     python benchmarks/quality.py export --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
     python benchmarks/quality.py score --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
     python benchmarks/quality.py table --groups kspace_x4 --root runs/seed1 --results benchmarks/results/seed1
