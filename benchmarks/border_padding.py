@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(line)
                 print(line, flush=True)
     note = (f"\nS1 held-out slab ({Path(args.volume).name}), k-space degradation x{args.scale} (seeded masks), "
-            "DESIGN §3 protocol, fp32 on the CPU. `none`: the slice as it is (convolutions zero-pad); "
+            "docs/design.md §3 protocol, fp32 on the CPU. `none`: the slice as it is (convolutions zero-pad); "
             f"`circular`: every slice extended by {KSPACE_MARGIN} LR pixels of circular padding, output cropped "
             "back; `auto`: only the slices whose border ring holds signal (`iconet.inference.border_cuts_object`), "
             "the default of `iconet infer --pad`. `python benchmarks/border_padding.py "

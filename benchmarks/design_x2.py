@@ -103,7 +103,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], str]] = {
                            "the package-default ICONet (w40) with ReLU (compare iconet_w40_zero_tails)"),
     "edsr_zero_tail": ({"name": "edsr", "scale": 2, "zero_tail": True}, [],
                        "EDSR-baseline with ICONet's zero-initialised output conv (starts as bicubic)"),
-    # k-space knowledge in the network (DESIGN §1: the paper is image-domain only): the prior is
+    # k-space knowledge in the network (docs/design.md §1: the paper is image-domain only): the prior is
     # sinc-interpolated (the inverse of k-space truncation), and/or the SR estimate's low band
     # is the prior's (the SR branch adds only what the LR lacks)
     "iconet_w56g3_zt_relu_fourier": ({**W56, "zero_tails": True, "ffn_activation": "relu", "prior_upsampler": "fourier"}, [],
@@ -187,7 +187,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         by_step = ", ".join(f"{r['step']}: {r['val/sr_psnr']:.2f}" for r in val)
         lines.append(f"| {name} | {what} | {by_step} | {val[-1]['val/sr_ssim']:.4f} | {train[-1][key]:.4f} "
                      f"| {_axial(args.root, name)} |")
-    lines += ["", "S1's held-out slab (3 planes), DESIGN §3 protocol; 500 (or 1,500) steps of batch 8 (HR 96²), "
+    lines += ["", "S1's held-out slab (3 planes), docs/design.md §3 protocol; 500 (or 1,500) steps of batch 8 (HR 96²), "
               "k-space degradation x2, bf16 on the 2-core CPU; one seed "
               "unless a `_seed1` row says otherwise. Axial: the best checkpoint (by the 3-plane validation) on the slab's "
               "axial slices only, fp32. `python benchmarks/design_x2.py train && python benchmarks/design_x2.py score && "

@@ -3,7 +3,7 @@ r"""The quality benchmark: ICONet and its peers trained alike on S1, scored on C
 Every model of a group trains with the same recipe (data: the S1 training part, all three
 planes; degradation; batch; patch; steps; seed); only the ``model`` section differs. Groups:
 
-    kspace_x2, kspace_x4     k-space truncation + Cartesian mask (DESIGN §2), the default
+    kspace_x2, kspace_x4     k-space truncation + Cartesian mask (docs/design.md §2), the default
     bicubic_x2, bicubic_x4   plain bicubic downsampling (the common SR setting)
     ablation_x4              the variants of configs/ablation/ablation_t1_x4.yaml
                              (their "full" is kspace_x4's iconet; scored on S1's held-out slab)

@@ -1,6 +1,6 @@
 """Where each model's SSIM is won or lost: in the head (foreground) or in the air around it.
 
-The protocol's SSIM (DESIGN §3) is the mean of a 7×7 SSIM map over the *whole* slice; on a
+The protocol's SSIM (docs/design.md §3) is the mean of a 7×7 SSIM map over the *whole* slice; on a
 head slice most pixels are background, where HR is nearly constant and any faint texture an SR
 output leaves there scores badly however small its error. This computes each model's SSIM map
 on S1's held-out slab (axial slices, seeded mask, never Colin27) and reports its mean over the

@@ -1,4 +1,4 @@
-"""upscaled_affine on both sampling grids (DESIGN §6), checked on headers and on content."""
+"""upscaled_affine on both sampling grids (docs/design.md §6), checked on headers and on content."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ def test_wrong_grid_costs_psnr(mr_slice: torch.Tensor, scale: int) -> None:
     for up in (upsample, zero_fill_upsample):
         right, wrong = psnr(up(lr, scale, "kspace"), hr), psnr(up(lr, scale, "centre"), hr)
         assert right > wrong + margin, (up.__name__, right, wrong)
-    if scale == 2:  # and the right grid is good in absolute terms (DESIGN §2: ~34 dB)
+    if scale == 2:  # and the right grid is good in absolute terms (docs/design.md §7: ~34 dB)
         assert psnr(upsample(lr, 2, "kspace"), hr) > 30
 
 

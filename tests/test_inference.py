@@ -31,7 +31,7 @@ from iconet.models import build_model
 def _hr_slab() -> Volume:
     vol = read_volume(sample_path())  # 181 x 217 x 8, RAS, slices along axis 2
     data = torch.from_numpy(vol.data.astype(np.float32)).permute(2, 0, 1)  # (8, 181, 217)
-    data = crop_to_multiple(data, 4)  # even sides for both grids (DESIGN §2)
+    data = crop_to_multiple(data, 4)  # even sides for both grids (docs/design.md §2)
     return Volume(data.permute(1, 2, 0).numpy(), vol.affine, source=vol.source)
 
 

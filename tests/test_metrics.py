@@ -1,4 +1,4 @@
-"""Metrics protocol (DESIGN §3) checked against scikit-image on the shipped real Colin27 slab."""
+"""Metrics protocol (docs/design.md §3) checked against scikit-image on the shipped real Colin27 slab."""
 
 from __future__ import annotations
 

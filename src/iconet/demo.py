@@ -1,7 +1,7 @@
 """``iconet demo``: the main job on the package's own real sample, with no network.
 
 The 8 shipped Colin27 slices (a subject no shipped model was trained on) are degraded with the
-default task of DESIGN §2 (k-space truncation plus a seeded Cartesian mask), super-resolved by
+default task of docs/design.md §2 (k-space truncation plus a seeded Cartesian mask), super-resolved by
 the shipped ICONet model (or, until one ships, only by the interpolation peers, with a notice),
 scored with the default metric protocol, and written out: the SR volume as NIfTI at the HR
 geometry, the LR input, a comparison figure and a metrics table.

@@ -316,7 +316,7 @@ def _card(
     L += [f"At step {step} ({checkpoint} checkpoint):", "", *_table(metrics), ""]
     L += [
         "Protocol: " + (protocol if protocol else "not recorded by the run — compare these numbers "
-                         "with others only after checking how they were computed (DESIGN §3)."),
+                         "with others only after checking how they were computed (docs/design.md §3)."),
         "",
         "## Intended use",
         "",

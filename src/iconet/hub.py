@@ -58,7 +58,7 @@ class ModelInfo:
         name: registry name of the architecture (``model.name``).
         scale: upscaling factor.
         grid: sampling grid of the training degradation, ``"kspace"`` or ``"centre"``
-            (decides the output origin, DESIGN §6).
+            (decides the output origin, docs/design.md §6).
         model: the resolved ``model`` section (every field, defaults included).
         degradation: the ``degradation`` section the model was trained with.
         data: the normalisation part of the training ``data`` section

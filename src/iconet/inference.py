@@ -4,7 +4,7 @@ A volume ``(I, J, K)`` is cut into 2-D slices along one axis (default: the coars
 the two finest axes form the image plane), normalised as the model was trained, run through
 the model in batches (optionally in overlapping tiles blended by MONAI's
 ``sliding_window_inference``), restored to the input's intensity range and data type, and
-given the output geometry of DESIGN §6 (``iconet.data.geometry.upscaled_affine``).
+given the output geometry of docs/design.md §6 (``iconet.data.geometry.upscaled_affine``).
 
 Two entry points:
 
@@ -303,7 +303,7 @@ def super_resolve_volume(
             (``iconet infer`` does).
         volume: a :class:`Volume` or an array (2-D image or 3-D volume, identity geometry).
         grid: sampling grid the model was trained with (``"kspace"`` or ``"centre"``): decides
-            the output origin (DESIGN §6).
+            the output origin (docs/design.md §6).
         normalization: how the model's training data were normalised (default: MRI
             percentile). The inverse is applied to the output.
         options: see :class:`InferenceOptions`.
@@ -435,7 +435,7 @@ def super_resolve(
               ``s×`` larger along the two other axes;
             * a :class:`~iconet.data.volume.Volume` or a file path (NIfTI, DICOM file or series
               folder, PNG/TIFF/NPY, read with :func:`~iconet.data.io.read_volume`) — returns a
-              Volume at the SR geometry (spacing ``d/s`` in-plane, DESIGN §6), ready for
+              Volume at the SR geometry (spacing ``d/s`` in-plane, docs/design.md §6), ready for
               :func:`~iconet.data.io.write_volume`.
 
             Intensities come back in the input's units and dtype (integers rounded and clipped).

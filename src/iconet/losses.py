@@ -1,4 +1,4 @@
-"""The multi-stage, multi-task loss of ICONet (DESIGN §1), with its weights in the config.
+"""The multi-stage, multi-task loss of ICONet (docs/design.md §1), with its weights in the config.
 
     L = sum_k  w_k · d(sr_k, HR_k)  +  lambda · sum_k v_k · d(rec_k, CLEAN_{k-1})
 

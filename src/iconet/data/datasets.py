@@ -54,7 +54,7 @@ class SliceConfig:
             ``2·scale``.
         foreground_threshold: a voxel is foreground when its *normalised* value exceeds this.
         foreground_fraction: keep slices whose foreground fraction exceeds this (0.10 = 10 %).
-        slice_step: keep every n-th of the foreground slices (DESIGN §7 uses 2 for evaluation).
+        slice_step: keep every n-th of the foreground slices (docs/design.md §7 uses 2 for evaluation).
         normalization: the method; ``None`` = per-modality default
             (:func:`iconet.data.normalize.default_config`).
         degrade_whole_slice: with ``patch_size``: degrade the whole slice, then crop the LR,

@@ -3,7 +3,7 @@
 All functions act on float torch tensors of shape ``(..., H, W)`` (any leading dims) and
 return tensors of the input's real dtype. Nothing here reads files or knows about models.
 
-The MRI task (DESIGN §2, after T2Net but intensity-preserving)::
+The MRI task (docs/design.md §2, after T2Net but intensity-preserving)::
 
     K     = centre_crop(fft2c(HR), (H/s, W/s)) / s      # truncated k-space, constant kept
     CLEAN = |ifft2c(K)|                                 # reconstruction target (artifact-free)
@@ -208,7 +208,7 @@ def cartesian_mask(
     ``centre_fraction > 0``; with ``centre_fraction = 0`` no centre block is forced).
 
     Fixing the count rather than a probability keeps the acceleration identical for every
-    volume (DESIGN §2).
+    volume (docs/design.md §2).
     """
     if width < 1:
         raise ValueError(f"mask width must be positive, got {width}")
@@ -350,7 +350,7 @@ def stage_targets(hr: torch.Tensor, scale: int, kind: str = "kspace") -> dict[st
       ``CLEAN_0`` is the clean LR, and for ``k >= 1`` ``CLEAN_k = HR_k`` — at a higher stage
       the prior to reconstruct is the clean image of that size, which is exactly ``HR_k``.
 
-    (Our reading of the ICONet multi-stage loss, DESIGN §1: stage ``k`` is scored with
+    (Our reading of the ICONet multi-stage loss, docs/design.md §1: stage ``k`` is scored with
     ``L1(sr_k, HR_k) + λ·L1(rec_k, CLEAN_{k-1})``.) ``H`` and ``W`` must be multiples of
     ``2·s``; every intermediate size is then even.
     """

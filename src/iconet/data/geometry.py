@@ -4,7 +4,7 @@ Affines are ``(4, 4)`` matrices mapping voxel indices ``(i, j, k, 1)`` to world 
 (RAS+ in iconet, as in NIfTI). Column ``a`` of the upper ``3x3`` block is the step in world space
 for one voxel along array axis ``a``; its norm is the spacing ``d_a``.
 
-Sampling grids (DESIGN §2 and §6):
+Sampling grids (docs/design.md §2 and §6):
 
 * ``"kspace"`` — k-space truncation with centred FFTs keeps LR voxel ``m`` on HR voxel
   ``s*m``: the origin (voxel 0) stays where it is, the spacing becomes ``d/s``.

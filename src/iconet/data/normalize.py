@@ -1,4 +1,4 @@
-"""Intensity normalisation that can be undone (DESIGN §2).
+"""Intensity normalisation that can be undone (docs/design.md §2).
 
 Every method maps ``low → 0`` and ``high → 1`` linearly: ``y = (x - low) / (high - low)``;
 what differs is where ``low`` and ``high`` come from:
@@ -6,7 +6,7 @@ what differs is where ``low`` and ``high`` come from:
 * ``"percentile"`` (MRI, default): ``low`` fixed (default 0), ``high`` = the volume's
   ``percentile``-th percentile (default 99.5) over all voxels (background included), and
   clipped to ``[0, 1]`` by default: the brightest 0.5 % (fat, vessels) saturate at 1. This is
-  the protocol behind the reference figures of DESIGN §7 (HR max = 1 there; without the clip
+  the protocol behind the reference figures of docs/design.md §7 (HR max = 1 there; without the clip
   Colin27's max is 1.43 and every PSNR reads 3.1 dB higher). ``clip=False`` keeps them.
 * ``"window"`` (CT): a fixed window in HU, ``low``/``high`` given; clipped to ``[0, 1]``
   (values outside the window are lost, by design of a window).

@@ -1,4 +1,4 @@
-"""PSNR, SSIM and NMSE under an explicit metric protocol (DESIGN §3).
+"""PSNR, SSIM and NMSE under an explicit metric protocol (docs/design.md §3).
 
 The same model reads 5 dB apart depending on whether PSNR uses the peak of the volume or of
 each slice, so the protocol is an object (:class:`MetricProtocol`), every function takes one,
@@ -206,7 +206,7 @@ def ct_protocol(window: tuple[float, float] = (-1000.0, 1000.0)) -> MetricProtoc
     """CT protocol for volumes in HU: fixed ``data_range`` = window width, foreground mask.
 
     Foreground = HR above ``low + 5 % of the width`` (−900 HU for the default window): air is
-    left out, soft tissue and bone are kept (DESIGN §3: about half of a head-CT slice is air).
+    left out, soft tissue and bone are kept (docs/design.md §3: about half of a head-CT slice is air).
     """
     if not isinstance(window, (tuple, list)) or len(window) != 2 or not all(_is_number(x) for x in window):
         raise ValueError(f"window must be two numbers (low, high) in HU, got {window!r}")

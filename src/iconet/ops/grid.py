@@ -1,6 +1,6 @@
 """Upsampling on the sampling grid of a degradation.
 
-Two grids exist (DESIGN §2):
+Two grids exist (docs/design.md §2):
 
 * ``"kspace"`` — k-space truncation with centred FFTs and even sides: LR pixel ``m`` sits on
   HR pixel ``s·m``. An HR pixel ``j`` therefore reads LR coordinate ``j / s``. The image is
