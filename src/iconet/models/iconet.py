@@ -47,14 +47,12 @@ class ICONetConfig(ModelConfig):
             resolution) stage first, e.g. ``[3, 1]`` at 4x keeps the high-resolution stage light.
         blocks_per_group: RSCFL blocks per group.
         rec_blocks_per_group: RSCFL blocks per group of the reconstruction branch; ``None``
-            (default) = ``blocks_per_group``. At the shipped x2 size, moving depth either way
-            between the branches did not beat the even split (benchmarks/design_x2.py).
+            (default) = ``blocks_per_group`` (splits measured: benchmarks/design_x2.py).
         heads: heads of the channel attention (width must be divisible by it).
         ffn_expansion: hidden width of the feed-forward networks, as a multiple of C.
-        ffn_activation: ``"relu"`` (default, EDSR's) or ``"gelu"`` in the feed-forward networks.
-            GELU was the default until ReLU measured better at both the package-default and the
-            shipped x2 size (benchmarks/design_x2.py); models saved before the key existed are
-            read as GELU (``SAVED_BEFORE``).
+        ffn_activation: ``"relu"`` (default, EDSR's) or ``"gelu"`` in the feed-forward networks
+            (measured: benchmarks/design_x2.py); a saved config without the key is read as GELU
+            (``SAVED_BEFORE``).
         rec_branch: build the reconstruction branch (off: SR branch alone, no prior, no fusion).
         fusion: SR-Rec fusion: ``"gated"`` (adaptive), ``"add"`` (fixed mixing) or ``"none"``.
         spatial_branch: RSCFL spatial (large-kernel) branch on/off.
@@ -67,9 +65,7 @@ class ICONetConfig(ModelConfig):
             off, the branches see the residual stream as it is.
         zero_tails: initialise the output convolutions of both branches to zero, so that the
             untrained network *is* its interpolation baseline (``rec = x``, ``sr`` = grid-correct
-            bicubic of it) and training learns corrections. With the default initialisation
-            the untrained output is ~12x further from HR than bicubic (L1 0.36 vs 0.03 on S1
-            patches) and the first few hundred steps go into undoing that.
+            bicubic of it) and training learns corrections (``benchmarks/design_x2.py init``).
         prior_upsampler: how the prior ``rec_k`` is brought to the next size for the SR
             estimate's global residual: ``"bicubic"`` (default) or ``"fourier"`` (sinc
             interpolation by zero-filling its spectrum, the exact inverse of k-space truncation).
@@ -82,7 +78,7 @@ class ICONetConfig(ModelConfig):
             reconstruction branch, whose job is undoing the undersampling's aliasing along that
             axis) or ``"both"``.
         spectral_gate: multiply that branch's output by a sigmoid gate from the local content
-            (default on; +0.05 dB over ungated in the design run, SSIM about the same).
+            (default on; benchmarks/design_x2.py).
         nonnegative: clamp every SR estimate and prior at 0 (magnitude MR images are
             non-negative, as is the LR input): an SR network's undershoot in the air around the
             head is faint in MSE but costs whole-slice SSIM, where HR is nearly constant.
@@ -91,7 +87,7 @@ class ICONetConfig(ModelConfig):
         band_taper: with ``band_consistency``, the fraction of the band's half-width next to
             its edge over which the swap fades out (raised cosine; 0 = hard band): near the
             edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
-            edge does not ring (0.25 at the full x2 recipe: no SSIM gain, docs/architecture.md).
+            edge does not ring (measured: docs/results.md).
     """
 
     name: str = "iconet"

@@ -43,8 +43,9 @@ class SpatialAttention(nn.Module):
     """Large-kernel depth-wise attention: ``x · sigmoid(W(dw_dilated(dw(x))))``. O(N·C·k²).
 
     A 5×5 depth-wise conv followed by a 5×5 depth-wise conv with dilation 3 gives every pixel
-    a 17×17 neighbourhood per block (VAN's LKA uses 7×7 with dilation 3, 23×23; on this CPU's
-    oneDNN that one kernel shape runs 5× slower, so we take the next receptive field down).
+    a 17×17 neighbourhood per block (VAN's LKA uses 7×7 with dilation 3, 23×23; oneDNN runs
+    that kernel shape far slower on the CPU, ``benchmarks/complexity.py``, so we take the next
+    receptive field down).
     ``(B, C, H, W) → (B, C, H, W)``.
     """
 
@@ -145,10 +146,8 @@ class SpectralMixing(nn.Module):
 
     ``gated`` (default): the result is multiplied by a sigmoid gate computed from the input by a
     1×1 conv, so the global branch can be switched off locally (any change it makes to a
-    frequency spreads over the whole row). Measured at the shipped x2 size (500 steps, S1's
-    slab): +0.05 dB over ungated, background SSIM barely moved (0.8945 → 0.8963,
-    benchmarks/ssim_split.py); what fixed the background was clamping outputs at 0 (ICONet's
-    ``nonnegative``).
+    frequency spreads over the whole row). Gated against ungated: ``benchmarks/design_x2.py``
+    and ``benchmarks/ssim_split.py`` (docs/results.md).
     Cost O(N·log W·C) + O(N·C²). ``(B, C, H, W) → (B, C, H, W)``.
     """
 
