@@ -27,11 +27,10 @@ read from the CUDA caching allocator (``torch.cuda.max_memory_allocated``) on a 
 no such counter, so there the peak is the largest total size of the tensor storages alive
 at any moment of the forward pass, tracked op by op with a ``TorchDispatchMode`` — a
 measurement of the tensors, not of the process: oneDNN scratch buffers, allocator slack and
-the Python heap are not in it (the process's resident set grew by 1.33x the estimate for
-ICONet and 1.2x for EDSR at 256² LR, 0.96x for SwinIR at 128² LR, batch 4, on a 2-core CPU;
-the default CPU budget keeps a 4x margin to the available RAM). On an H200 the allocator's peak was 0.93-1.02x the estimate
-for ICONet and EDSR, fp32 and bf16, from 256² LR on. Tiled inference adds MONAI's whole-slice
-accumulators (8 bytes per HR pixel per slice, :data:`ACCUMULATOR_BYTES`), counted too.
+the Python heap are not in it, so the default CPU budget keeps a 4x margin to the available
+RAM. How close the estimate comes to the measured peak: ``benchmarks/memory_estimate.py``
+(docs/results.md). Tiled inference adds MONAI's whole-slice accumulators (8 bytes per HR
+pixel per slice, :data:`ACCUMULATOR_BYTES`), counted too.
 
 Tiles on the k-space grid: the whole slice's last HR row and column interpolate between its
 last and first LR pixels (the grid is periodic); tiles see the same neighbours because a
@@ -40,11 +39,11 @@ tiled slice is first padded circularly by :data:`KSPACE_MARGIN` LR pixels (and c
 Slice borders (``InferenceOptions.pad``, k-space grid only): a k-space acquisition is periodic
 over its field of view, so where the field of view cuts through the object (a knee, a heart,
 a slab) the left edge of a slice continues at its right edge. Zero-padded convolutions do not
-know that; extending such slices by :data:`KSPACE_MARGIN` LR pixels of circular padding before
-the forward pass gained the trained models 0.07-1.04 dB on S1 slices cut through tissue, and
-cost 0.05-0.20 dB on whole head slices
-(``benchmarks/border_padding.py``). ``"auto"`` pads only the slices whose border ring holds
-signal (:func:`border_cuts_object`).
+know that; ``"circular"`` extends every slice by :data:`KSPACE_MARGIN` LR pixels of circular
+padding before the forward pass (and crops back), ``"none"`` none, and ``"auto"`` only the
+slices whose border ring holds signal (:func:`border_cuts_object`): padding helps slices cut
+through tissue and costs a little on whole head slices (``benchmarks/border_padding.py``,
+docs/results.md).
 """
 
 from __future__ import annotations
@@ -422,6 +421,7 @@ def super_resolve(
     normalization: NormalizeConfig | dict[str, Any] | None = None,
     options: InferenceOptions | None = None,
     progress: Callable[[int], None] | None = None,
+    allow_domain_mismatch: bool = False,
     **option_fields: Any,
 ) -> Any:
     """Super-resolve a slice, a volume or a scan file with a shipped or exported model.
@@ -457,6 +457,10 @@ def super_resolve(
             (``plane=``, ``batch=``, ``tile=``, ``memory_budget_bytes="2GiB"``,
             ``precision=``, ``pad=``, ...), which override ``options``.
         progress: called with the number of slices done after each batch.
+        allow_domain_mismatch: run a shipped or exported model on a scan of another modality
+            than its ``domain`` (:mod:`iconet.domain`; e.g. a CT through an MR model). Without
+            it such a scan is refused with :class:`~iconet.domain.DomainMismatch` (a
+            ``ValueError``); with it a ``UserWarning`` says so.
 
     Returns:
         An array for an array input, a Volume for a Volume or path input. With ``model`` an
@@ -491,8 +495,10 @@ def super_resolve(
     if opts.save_rec:
         raise ValueError("save_rec: super_resolve returns the SR image only; "
                          "super_resolve_volume(model, volume, grid=..., options=...) returns the reconstruction too")
+    domain = None
     if model is None or isinstance(model, (str, os.PathLike)):
         net, info = _load(model, scale, device)
+        domain = info.domain
         grid = grid or info.grid
         if normalization is None and info.normalization:
             normalization = info.normalization
@@ -506,6 +512,15 @@ def super_resolve(
     if isinstance(normalization, dict):
         normalization = _normalization(normalization)
     vol, kind = _as_volume(volume, spacing, affine)
+    if domain is not None:
+        import warnings
+
+        from iconet.domain import API_HINT, check_input
+
+        for note in check_input(domain, vol, model=str(model or f"x{net.scale} shipped model"),
+                                source=vol.name if kind == "volume" else "the array",
+                                allow=allow_domain_mismatch, hint=API_HINT):
+            warnings.warn(note, UserWarning, stacklevel=2)
     if kind == "2d":
         opts = replace(opts, plane=2)  # a slice has one plane
     out = super_resolve_volume(net, vol, grid=grid, normalization=normalization, options=opts, progress=progress)
