@@ -421,7 +421,6 @@ def super_resolve(
     normalization: NormalizeConfig | dict[str, Any] | None = None,
     options: InferenceOptions | None = None,
     progress: Callable[[int], None] | None = None,
-    allow_domain_mismatch: bool = False,
     **option_fields: Any,
 ) -> Any:
     """Super-resolve a slice, a volume or a scan file with a shipped or exported model.
@@ -457,10 +456,6 @@ def super_resolve(
             (``plane=``, ``batch=``, ``tile=``, ``memory_budget_bytes="2GiB"``,
             ``precision=``, ``pad=``, ...), which override ``options``.
         progress: called with the number of slices done after each batch.
-        allow_domain_mismatch: run a shipped or exported model on a scan of another modality
-            than its ``domain`` (:mod:`iconet.domain`; e.g. a CT through an MR model). Without
-            it such a scan is refused with :class:`~iconet.domain.DomainMismatch` (a
-            ``ValueError``); with it a ``UserWarning`` says so.
 
     Returns:
         An array for an array input, a Volume for a Volume or path input. With ``model`` an
@@ -495,10 +490,8 @@ def super_resolve(
     if opts.save_rec:
         raise ValueError("save_rec: super_resolve returns the SR image only; "
                          "super_resolve_volume(model, volume, grid=..., options=...) returns the reconstruction too")
-    domain = None
     if model is None or isinstance(model, (str, os.PathLike)):
         net, info = _load(model, scale, device)
-        domain = info.domain
         grid = grid or info.grid
         if normalization is None and info.normalization:
             normalization = info.normalization
@@ -512,15 +505,6 @@ def super_resolve(
     if isinstance(normalization, dict):
         normalization = _normalization(normalization)
     vol, kind = _as_volume(volume, spacing, affine)
-    if domain is not None:
-        import warnings
-
-        from iconet.domain import API_HINT, check_input
-
-        for note in check_input(domain, vol, model=str(model or f"x{net.scale} shipped model"),
-                                source=vol.name if kind == "volume" else "the array",
-                                allow=allow_domain_mismatch, hint=API_HINT):
-            warnings.warn(note, UserWarning, stacklevel=2)
     if kind == "2d":
         opts = replace(opts, plane=2)  # a slice has one plane
     out = super_resolve_volume(net, vol, grid=grid, normalization=normalization, options=opts, progress=progress)
