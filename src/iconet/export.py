@@ -37,6 +37,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
+from iconet.domain import describe, training_domain
 from iconet.config import ConfigError, from_dict, load_yaml, to_dict
 from iconet.hub import (
     CARD_FILE,
@@ -248,6 +249,7 @@ def _card(
     protocol: str | None,
     command: str | None,
     notes: list[str],
+    domain: Mapping[str, Any],
 ) -> str:
     name = model_cfg["name"]
     scale = model_cfg.get("scale")
@@ -278,6 +280,8 @@ def _card(
         "",
     ]
     data = cfg.get("data") or {}
+    L += [f"Domain: **{describe(domain)}** (`config.yaml` `domain`); `iconet infer` refuses scans of "
+          "another modality unless `--allow-domain-mismatch` is given.", ""]
     L += ["Data section of the training config:", "", *_table(data if isinstance(data, Mapping) else {}), ""]
     norm = data_export["normalization"]
     L += [
@@ -421,6 +425,7 @@ def _prepare(run_dir: Path, checkpoint: str) -> _Export:
         "degradation": to_dict(deg),
         "data": data_export,
         "grid": grid,
+        "domain": training_domain(cfg.get("data") or {}, model_cfg),
         "step": step,
         "weights": weights,
     }
@@ -449,6 +454,7 @@ def _prepare(run_dir: Path, checkpoint: str) -> _Export:
         protocol=protocol,
         command=command,
         notes=notes,
+        domain=export_cfg["domain"],
     )
     meta = {
         "format": MODEL_FORMAT,

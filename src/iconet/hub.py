@@ -93,6 +93,13 @@ class ModelInfo:
         """The normalisation config the model was trained with (``data.normalization``)."""
         return self.data.get("normalization")
 
+    @property
+    def domain(self) -> dict[str, Any] | None:
+        """What the model was trained on (``config.yaml`` ``domain``: modality, contrast,
+        intensity convention; see :mod:`iconet.domain`), ``None`` for models exported without it."""
+        d = self.extra.get("domain")
+        return dict(d) if isinstance(d, dict) else None
+
 
 # --------------------------------------------------------------------------- state checks
 

@@ -63,6 +63,8 @@ from iconet.memory import KSPACE_MARGIN, device_of, choose_tile, default_memory_
 from iconet.models.base import SRModel
 
 PLANES = ("axial", "coronal", "sagittal")
+#: models ``super_resolve`` builds by name, with no weights (``model="bicubic"``)
+PARAMETER_FREE = ("bicubic", "zerofill")
 #: how slice borders are extended before the forward pass (see the module docstring)
 PAD_MODES = ("auto", "none", "circular")
 #: the border test of ``pad="auto"``: a slice is cut through the object when more than
@@ -421,6 +423,7 @@ def super_resolve(
     normalization: NormalizeConfig | dict[str, Any] | None = None,
     options: InferenceOptions | None = None,
     progress: Callable[[int], None] | None = None,
+    allow_domain_mismatch: bool = False,
     **option_fields: Any,
 ) -> Any:
     """Super-resolve a slice, a volume or a scan file with a shipped or exported model.
@@ -440,8 +443,10 @@ def super_resolve(
             Intensities come back in the input's units and dtype (integers rounded and clipped).
         model: ``None`` for the shipped ICONet of ``scale`` (``"iconet-t1-x2"``,
             ``"iconet-t1-x4"``; a ``FileNotFoundError`` names the shipped models when that one
-            is not there), a shipped name, an exported model folder (``iconet export``), or an
-            :class:`~iconet.models.base.SRModel` instance (used on its own device).
+            is not there), a shipped name, an exported model folder (``iconet export``), a
+            parameter-free peer (``"bicubic"``, ``"zerofill"``: any modality, ``grid``
+            default ``"kspace"``), or an :class:`~iconet.models.base.SRModel` instance (used on
+            its own device).
         scale: the upscaling factor: picks the shipped model when ``model`` is ``None``
             (default 2); otherwise checked against the model's.
         spacing: voxel sizes in mm of an array input (2 or 3 values; they decide the slice axis
@@ -456,6 +461,10 @@ def super_resolve(
             (``plane=``, ``batch=``, ``tile=``, ``memory_budget_bytes="2GiB"``,
             ``precision=``, ``pad=``, ...), which override ``options``.
         progress: called with the number of slices done after each batch.
+        allow_domain_mismatch: run a shipped or exported model on a scan of another modality
+            than its ``domain`` (:mod:`iconet.domain`; e.g. a CT through an MR model). Without
+            it such a scan is refused with :class:`~iconet.domain.DomainMismatch` (a
+            ``ValueError``); with it a ``UserWarning`` says so.
 
     Returns:
         An array for an array input, a Volume for a Volume or path input. With ``model`` an
@@ -490,8 +499,16 @@ def super_resolve(
     if opts.save_rec:
         raise ValueError("save_rec: super_resolve returns the SR image only; "
                          "super_resolve_volume(model, volume, grid=..., options=...) returns the reconstruction too")
-    if model is None or isinstance(model, (str, os.PathLike)):
+    domain, model_label = None, ""
+    if isinstance(model, str) and model in PARAMETER_FREE:
+        from iconet.models import build_model
+        from iconet.runtime import resolve_device
+
+        grid = grid or "kspace"
+        net = build_model(str(model), scale=scale or 2, grid=grid).to(resolve_device(device)).eval()
+    elif model is None or isinstance(model, (str, os.PathLike)):
         net, info = _load(model, scale, device)
+        domain, model_label = info.domain, info.path.name
         grid = grid or info.grid
         if normalization is None and info.normalization:
             normalization = info.normalization
@@ -505,6 +522,15 @@ def super_resolve(
     if isinstance(normalization, dict):
         normalization = _normalization(normalization)
     vol, kind = _as_volume(volume, spacing, affine)
+    if domain is not None:
+        import warnings
+
+        from iconet.domain import API_HINT, check_input
+
+        for note in check_input(domain, vol, model=model_label,
+                                source=vol.name if kind == "volume" else "the array",
+                                allow=allow_domain_mismatch, hint=API_HINT):
+            warnings.warn(note, UserWarning, stacklevel=2)
     if kind == "2d":
         opts = replace(opts, plane=2)  # a slice has one plane
     out = super_resolve_volume(net, vol, grid=grid, normalization=normalization, options=opts, progress=progress)

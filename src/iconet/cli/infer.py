@@ -63,6 +63,9 @@ def add_parser(sub: Any) -> None:
                         "periodic over its field of view) for every slice, none, or auto (default): "
                         "only for slices whose border cuts through the object (a cropped field of view)")
     p.add_argument("--save-rec", action="store_true", help="also write the reconstruction (artifact-free) output")
+    p.add_argument("--allow-domain-mismatch", action="store_true",
+                   help="run the model on a scan of another modality than it was trained for (e.g. a CT "
+                        "through an MR model); without it such a scan is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.set_defaults(func=run)
 
@@ -153,15 +156,31 @@ def _rec_path(path: Path) -> Path:
     return path.with_name(stem + "_rec" + ext)
 
 
-def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: str, args: argparse.Namespace) -> None:
+def model_domain(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``domain`` section of the model asked for (``None`` for the parameter-free peers and
+    models exported without one): what :func:`iconet.domain.check_input` checks scans against."""
+    name = model_name(args)
+    if name in PEERS:
+        return None
+    from iconet.hub import read_info
+
+    return read_info(name).domain
+
+
+def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: str, args: argparse.Namespace,
+         domain: dict[str, Any] | None = None) -> None:
     import shutil
 
     from tqdm import tqdm
 
     from iconet.data.io import read_volume, write_volume
+    from iconet.domain import check_input
     from iconet.inference import slice_axis, super_resolve_volume
 
     volume = read_volume(src)
+    for note in check_input(domain, volume, model=model_name(args), source=str(src),
+                            allow=args.allow_domain_mismatch):
+        print(f"note: {note}", file=sys.stderr)
     opts = options(args)
     n = volume.shape[slice_axis(volume, opts.plane)]
     with tqdm(total=n, desc=src.name, unit="slice", disable=None, leave=False) as bar:
@@ -214,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_rec:
         _check_output(_rec_path(dst), args.overwrite)
     model, grid, norm, description = load(args)
-    _one(src, dst, model, grid, norm, description, args)
+    _one(src, dst, model, grid, norm, description, args, domain=model_domain(args))
     print(f"wrote {dst}" + (f" and {_rec_path(dst)}" if args.save_rec else ""))
     return 0
 
@@ -230,6 +249,7 @@ def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
     dst.mkdir(parents=True, exist_ok=True)
     _check_writable(dst)
     model, grid, norm, description = load(args)
+    domain = model_domain(args)
     mine = files[rank::world]
     failures: list[str] = []
     for f, rel in mine:
@@ -238,7 +258,7 @@ def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
             if out.exists() and not args.overwrite:
                 raise UserError(f"{out}: output exists (use --overwrite to replace it)")
             out.parent.mkdir(parents=True, exist_ok=True)
-            _one(f, out, model, grid, norm, description, args)
+            _one(f, out, model, grid, norm, description, args, domain=domain)
             print(f"ok      {rel.as_posix()}")
         except (ValueError, OSError, UserError) as err:
             failures.append(f"{f}: {str(err).splitlines()[0]}")

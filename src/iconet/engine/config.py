@@ -39,6 +39,9 @@ class DataConfig:
             ``t2``/``flair``; HECKTOR ``CT``/``PT``; ignored for ``plain`` and ``fastmri``.
             When fine-tuning (``model.init``) it may differ from the contrast the init model was
             trained on (e.g. a T1 model fine-tuned on IXI ``T2``): contrast is only intensity.
+        modality: DICOM modality code of the training scans (``MR``, ``CT``, ``PT``), stated
+            for layouts that do not imply it (``plain``): ``iconet export`` writes it into the
+            model's ``domain`` (:mod:`iconet.domain`), which ``iconet infer`` checks inputs against.
         train_subjects, val_subjects: explicit subject ids (as :func:`find_cases` names them;
             for ``plain`` the file's relative path without extension). One list alone: the
             other split is every remaining subject. Both empty: ``split`` is used.
@@ -71,6 +74,7 @@ class DataConfig:
     root: str = "data"
     layout: Literal["ixi", "brats2021", "hecktor", "fastmri", "plain"] = "plain"
     contrast: str | None = None
+    modality: str | None = None
     train_subjects: list[str] = field(default_factory=list)
     val_subjects: list[str] = field(default_factory=list)
     split: list[float] = field(default_factory=lambda: [0.9, 0.1])

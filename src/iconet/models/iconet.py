@@ -31,6 +31,7 @@ from iconet.models.fusion import FUSIONS, SRRecFusion
 from iconet.models.registry import register
 from iconet.models.rscfl import FFN_ACTIVATIONS, RSCFLGroup
 from iconet.ops.grid import replace_low_band, upsample, zero_fill_upsample
+from iconet.ops.rows import RowShuffle, upsample_rows
 
 PRIOR_UPSAMPLERS = ("bicubic", "fourier")
 SPECTRAL_BRANCHES = ("none", "rec", "both")
@@ -79,15 +80,23 @@ class ICONetConfig(ModelConfig):
             axis) or ``"both"``.
         spectral_gate: multiply that branch's output by a sigmoid gate from the local content
             (default on; benchmarks/design_x2.py).
-        nonnegative: clamp every SR estimate and prior at 0 (magnitude MR images are
-            non-negative, as is the LR input): an SR network's undershoot in the air around the
-            head is faint in MSE but costs whole-slice SSIM, where HR is nearly constant.
-            Off by default (CT in Hounsfield units and normalisations with a negative floor
-            need it off); on in the shipped MR recipes' Fourier-branch models.
+        nonnegative: clamp every SR estimate and prior at the floor of the input's own
+            intensity range, ``min(0, min(x))`` per sample: 0 for magnitude MR (whose LR input
+            is non-negative), where an SR network's undershoot in the air around the head is
+            faint in MSE but costs whole-slice SSIM (``benchmarks/ssim_split.py``). The floor
+            is never above the input's minimum, so a CT in Hounsfield units or any signed
+            input keeps its negative values. Off by default; on in the shipped MR recipes.
         band_taper: with ``band_consistency``, the fraction of the band's half-width next to
             its edge over which the swap fades out (raised cosine; 0 = hard band): near the
             edge the SR branch's own estimate is kept in part, so a spectrum that drops at the
             edge does not ring (measured: docs/results.md).
+        through_plane: upscale the height (dim -2) only and keep the width: the 1-D problem of
+            a thick-slice scan seen in a plane that contains its through-plane axis, slices
+            along the height (:mod:`iconet.isotropic`). Features are upsampled by a 3×3 conv to
+            2C and a row shuffle, the prior by cubic interpolation along the height with
+            replicated borders (:func:`iconet.ops.rows.upsample_rows`; a slice stack is not
+            periodic). Output ``(B, C, scale·h, w)``. Refuses ``band_consistency`` and the
+            ``"fourier"`` prior upsampler, which are 2-D k-space operations.
     """
 
     name: str = "iconet"
@@ -112,6 +121,7 @@ class ICONetConfig(ModelConfig):
     spectral_branch: str = "none"
     spectral_gate: bool = True
     nonnegative: bool = False
+    through_plane: bool = False
 
     # spectral_gate: the first Fourier-branch runs were ungated (no saved model without the key has the branch gated)
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {"ffn_activation": "gelu", "spectral_gate": False}
@@ -152,6 +162,9 @@ class ICONetConfig(ModelConfig):
             raise ValueError("spectral_branch 'rec' needs the reconstruction branch")
         if not 0.0 <= self.band_taper <= 1.0:
             raise ValueError(f"band_taper must lie in [0, 1], got {self.band_taper!r}")
+        if self.through_plane and (self.band_consistency or self.prior_upsampler != "bicubic"):
+            raise ValueError("through_plane upsamples the height only: it takes neither band_consistency "
+                             f"nor prior_upsampler {self.prior_upsampler!r} (2-D k-space operations)")
         if self.band_taper and not self.band_consistency:
             raise ValueError("band_taper needs band_consistency")
         if self.supervision not in ("all", "last"):
@@ -172,8 +185,11 @@ def _conv3(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1)
 
 
-def _up2(channels: int) -> nn.Sequential:
-    """2x learned upsampling of features: 3×3 conv to 4C, PixelShuffle. ``(B,C,h,w)→(B,C,2h,2w)``."""
+def _up2(channels: int, rows_only: bool = False) -> nn.Sequential:
+    """2x learned upsampling of features: 3×3 conv to 4C, PixelShuffle. ``(B,C,h,w)→(B,C,2h,2w)``.
+    ``rows_only``: 3×3 conv to 2C and a row shuffle, ``(B,C,h,w)→(B,C,2h,w)`` (``through_plane``)."""
+    if rows_only:
+        return nn.Sequential(_conv3(channels, 2 * channels), RowShuffle(2))
     return nn.Sequential(_conv3(channels, 4 * channels), nn.PixelShuffle(2))
 
 
@@ -198,7 +214,7 @@ class ICONetStage(nn.Module):
         self.sr_groups = nn.ModuleList(
             RSCFLGroup(c, cfg.blocks_per_group, spectral=cfg.spectral_branch == "both", **block) for _ in groups
         )
-        self.up_sr = _up2(c)
+        self.up_sr = _up2(c, cfg.through_plane)
         self.tail_sr = _conv3(c, cin)
         self.rec_groups: nn.ModuleList | None = None
         self.fusions: nn.ModuleList | None = None
@@ -209,11 +225,13 @@ class ICONetStage(nn.Module):
             self.tail_rec = _conv3(c, cin)
             self.embed = _conv3(cin, c)
             # The reconstruction features of the last stage have no next stage to feed.
-            self.up_rec = None if last else _up2(c)
+            self.up_rec = None if last else _up2(c, cfg.through_plane)
             if cfg.fusion != "none":
                 self.fusions = nn.ModuleList(SRRecFusion(c, gated=cfg.fusion == "gated") for _ in groups)
         self.grid = cfg.grid
         self.upsample_prior = zero_fill_upsample if cfg.prior_upsampler == "fourier" else upsample
+        if cfg.through_plane:
+            self.upsample_prior = upsample_rows
         self.band_consistency = cfg.band_consistency
         self.band_taper = cfg.band_taper
         if cfg.zero_tails:
@@ -246,6 +264,13 @@ class ICONetStage(nn.Module):
         return sr, rec, f_sr, f_rec
 
 
+def input_floor(x: torch.Tensor) -> torch.Tensor:
+    """The clamp floor of ``nonnegative`` for an input batch ``x (B, C, h, w)``: ``(B, 1, 1, 1)``,
+    ``min(0, min over the sample)``. 0 for a non-negative (magnitude) input; the input's own
+    minimum for a signed one, so no value the input reaches is ever cut off."""
+    return x.detach().amin(dim=(1, 2, 3), keepdim=True).clamp(max=0)
+
+
 @register("iconet", ICONetConfig)
 class ICONet(SRModel):
     """ICONet as a pure ``nn.Module``: ``(B, C, h, w) → {"sr": [...], "rec": [...]}``.
@@ -266,11 +291,12 @@ class ICONet(SRModel):
         f_rec = self.head_rec(x) if self.head_rec is not None else None
         srs: list[torch.Tensor] = []
         recs: list[torch.Tensor] = []
+        floor = input_floor(x) if self.cfg.nonnegative else None
         for stage in self.stages:
             x, rec, f_sr, f_rec = stage(x, f_sr, f_rec)
-            if self.cfg.nonnegative:
-                x = x.clamp_min(0)
-                rec = rec.clamp_min(0) if rec is not None else None
+            if floor is not None:
+                x = torch.maximum(x, floor.to(x.dtype))
+                rec = torch.maximum(rec, floor.to(rec.dtype)) if rec is not None else None
             srs.append(x)
             if rec is not None:
                 recs.append(rec)
