@@ -42,10 +42,10 @@ class ModelSummary:
     input_shape: tuple[int, int, int, int]
     outputs: dict[str, list[tuple[int, ...]]]
 
-    def format(self) -> str:
+    def cost_lines(self) -> list[str]:
+        """The parameter, FLOP and output-shape lines (13-character labels)."""
         h, w = self.input_shape[-2:]
         lines = [
-            f"model        {self.name}  (scale x{self.scale}, {self.in_channels} channel(s))",
             f"parameters   {self.parameters:,}",
             f"FLOPs        {self.flops / 1e9:,.2f} G on a {h}x{w} LR input "
             f"({self.flops / (h * w) / 1e3:,.1f} kFLOP per LR pixel; convolutions and matmuls)",
@@ -53,20 +53,26 @@ class ModelSummary:
         for key, shapes in self.outputs.items():
             shown = ", ".join("x".join(str(s) for s in shape) for shape in shapes) or "(none)"
             lines.append(f"outputs.{key:<5s} {shown}")
-        return "\n".join(lines)
+        return lines
+
+    def format(self) -> str:
+        head = f"model        {self.name}  (scale x{self.scale}, {self.in_channels} channel(s))"
+        return "\n".join([head, *self.cost_lines()])
 
 
 def summarize(model: SRModel, size: tuple[int, int] = (128, 128)) -> ModelSummary:
     """Parameters, FLOPs and output shapes of ``model`` for a single-image LR input of ``size``."""
     shape = (1, model.in_channels, *size)
-    with torch.no_grad():
-        out = model(torch.zeros(shape))
+    param = next(model.parameters(), None)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():  # one pass gives the FLOPs (as count_flops) and the shapes
+        out = model(torch.zeros(shape, device=param.device if param is not None else "cpu"))
     return ModelSummary(
         name=model.cfg.name,
         scale=model.scale,
         in_channels=model.in_channels,
         parameters=count_parameters(model),
-        flops=count_flops(model, shape),
+        flops=int(counter.get_total_flops()),
         input_shape=shape,
         outputs={k: [tuple(t.shape) for t in v] for k, v in out.items()},
     )
