@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from iconet.config import ConfigError
+
+_python_showwarning = warnings.showwarning
 
 #: sub-command name → module (imported lazily so optional dependencies stay off the start-up path)
 COMMANDS = {
@@ -44,11 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_notes(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    """``warnings.showwarning`` for the command line: iconet's data notes
+    (:class:`iconet.data.io.DataNote`) as one ``note: ...`` line, other warnings as Python shows them."""
+    from iconet.data.io import DataNote
+
+    if issubclass(category, DataNote):
+        print(f"note: {message}", file=sys.stderr if file is None else file)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores warnings.showwarning after the command
+            warnings.showwarning = _show_notes
+            return int(args.func(args) or 0)
     except (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"iconet: error: {msg}", file=sys.stderr)

@@ -9,6 +9,7 @@ Volume records as ``meta["geometry"] = "none"``.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from iconet.data.errors import DataError
-from iconet.data.io import DEFAULT_DESCRIPTION, as_native, atomic_output
+from iconet.data.io import DEFAULT_DESCRIPTION, GeometryNotStored, as_native, atomic_output, geometry_note
 from iconet.data.validate import check_ndim, check_size
 from iconet.data.volume import Volume
 
@@ -140,11 +141,16 @@ def read_npy(path: str | Path, *, max_bytes: int | None = None,
     return _volume(as_native(data), p, spacing, "npy")
 
 
-def _geometry_warning(volume: Volume, path: Path, fmt: str) -> None:
-    if not np.allclose(volume.affine, np.eye(4)):
-        sp = ", ".join(f"{s:.4g}" for s in volume.spacing)
-        warnings.warn(f"{path}: {fmt} stores no geometry; the affine (spacing {sp} mm, "
-                      "orientation, origin) is not written", stacklevel=3)
+def _geometry_warning(volume: Volume, path: Path) -> None:
+    """Warn (:class:`GeometryNotStored`, attributed to the caller's line outside iconet) what
+    the file at ``path`` (PNG, TIFF, NPY) leaves out of ``volume``'s geometry (:func:`geometry_note`)."""
+    note = geometry_note(volume, path)
+    if note is None:
+        return
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: the caller of this function
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("iconet."):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(note, GeometryNotStored, stacklevel=level)
 
 
 def _png_plane(volume: Volume, path: Path) -> np.ndarray:
@@ -212,7 +218,7 @@ def write_png(volume: Volume, path: str | Path, *, scale: str | tuple[float, flo
             Image.fromarray(np.ascontiguousarray(stored)).save(tmp, format="PNG", pnginfo=info)
         except Exception as e:  # noqa: BLE001
             raise DataError(p, f"cannot write PNG: {e}") from e
-    _geometry_warning(volume, p, "PNG")
+    _geometry_warning(volume, p)
     return p
 
 
@@ -222,7 +228,7 @@ def write_npy(volume: Volume, path: str | Path) -> Path:
     with atomic_output(p) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, np.asarray(volume.data), allow_pickle=False)
-    _geometry_warning(volume, p, "NPY")
+    _geometry_warning(volume, p)
     return p
 
 
@@ -245,5 +251,5 @@ def write_tiff(volume: Volume, path: str | Path, *, description: str = DEFAULT_D
                              description=" ".join(description.split()), metadata=None)
         except Exception as e:  # noqa: BLE001
             raise DataError(p, f"cannot write TIFF: {e}") from e
-    _geometry_warning(volume, p, "TIFF")
+    _geometry_warning(volume, p)
     return p

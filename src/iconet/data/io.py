@@ -31,12 +31,46 @@ from iconet.data.validate import (
 )
 from iconet.data.volume import Volume
 
-__all__ = ["read_volume", "write_volume", "atomic_output", "WRITE_EXTENSIONS"]
+__all__ = ["read_volume", "write_volume", "atomic_output", "WRITE_EXTENSIONS", "DataNote", "GeometryNotStored",
+           "geometry_note"]
 
 #: Output extensions :func:`write_volume` understands (a path without one is a DICOM folder).
 WRITE_EXTENSIONS: tuple[str, ...] = (".nii", ".nii.gz", ".dcm", ".png", ".npy", ".tif", ".tiff")
 
 DEFAULT_DESCRIPTION = "iconet derived image"
+
+
+class DataNote(UserWarning):
+    """Something the user should know about data that was read or written, though nothing
+    failed. A Python caller sees it once per message (the default warnings filter); the
+    command line prints it as one ``note: <message>`` line, without Python's source location."""
+
+
+class GeometryNotStored(DataNote):
+    """A volume was written to PNG, TIFF or NPY, which store no geometry: the message
+    (:func:`geometry_note`) gives the volume's own spacing, which is not written."""
+
+
+def geometry_note(volume: Volume, path: str | Path) -> str | None:
+    """What writing ``volume`` to ``path`` (a format without geometry) leaves out, in one line,
+    or ``None`` when nothing is lost: the volume had no geometry either (read from PNG, TIFF or
+    NPY without ``spacing=``, ``meta["geometry"] == "none"``; its unit spacing is not a
+    measurement) or an identity affine.
+
+    A single slice (``(H, W, 1)``) gives ``"<path> stores no geometry; the 0.5 x 0.5 mm pixel
+    spacing (4 mm slice), orientation and position are not written"``; a volume gives its
+    three voxel sizes. Geometry the source lacked and that was defaulted is named.
+    """
+    if volume.meta.get("geometry") == "none" or np.allclose(volume.affine, np.eye(4)):
+        return None
+    sp = [f"{v:.4g}" for v in volume.spacing]
+    if volume.shape[2] == 1:
+        what = f"the {sp[0]} x {sp[1]} mm pixel spacing ({sp[2]} mm slice)"
+    else:
+        what = f"the {' x '.join(sp)} mm voxel spacing"
+    missing = volume.meta.get("geometry_missing")
+    defaulted = f" (the source had no {', '.join(map(str, missing))}: those values are defaults)" if missing else ""
+    return f"{path} stores no geometry; {what}, orientation and position are not written{defaulted}"
 
 
 def read_volume(
