@@ -76,7 +76,9 @@ def test_config_and_card_say_how_the_model_was_trained(tmp_path):
     assert cfg["model"]["width"] == 8 and "ffn_expansion" in cfg["model"]  # resolved, defaults included
     assert cfg["degradation"]["kind"] == "kspace" and cfg["degradation"]["sampled_fraction"] == 0.3
     assert cfg["data"]["normalization"]["percentile"] == 99.5
-    assert set(cfg) == {"format", "model", "degradation", "data", "grid", "step", "weights"}
+    assert set(cfg) == {"format", "model", "degradation", "data", "grid", "domain", "step", "weights"}
+    # the tiny run trains on a plain folder without data.modality: its domain is stated as unknown
+    assert cfg["domain"] == {"modality": "unknown", "contrast": "unknown", "intensity": "any"}
     card = (out / "model_card.md").read_text()
     for text in ("Sampling grid", "`kspace`", "origin stays where it is", "sampled_fraction", "steps", "1000",
                  "step exported", "700", "val/sr_psnr", "31.25", PROTOCOL, "adamw", "bf16", "patch",

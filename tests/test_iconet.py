@@ -429,18 +429,22 @@ def test_a_saved_fourier_branch_without_the_gate_key_loads_ungated():
     assert build_model("iconet", spectral_branch="rec").cfg.spectral_gate is True
 
 
-def test_nonnegative_clamps_every_output_at_zero_and_changes_nothing_else():
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_nonnegative_clamps_every_output_at_the_inputs_floor_and_changes_nothing_else(offset):
+    """Floor 0 for a non-negative (magnitude) input; the input's own minimum for a signed one
+    (``offset`` > 0: LR pixels down to -0.3), so a signed input's negative values survive."""
     torch.manual_seed(5)
     model = tiny(scale=4, nonnegative=True, zero_tails=False)
     free = tiny(scale=4, zero_tails=False)
     free.load_state_dict(model.state_dict())
-    x = torch.rand(1, 1, 12, 12) - 0.3  # negative LR pixels: the untrained outputs undershoot
+    x = torch.rand(1, 1, 12, 12) - offset
+    floor = min(float(x.min()), 0.0)
     with torch.no_grad():
         out, ref = model(x), free(x)
-    assert min(float(t.min()) for t in ref["sr"] + ref["rec"]) < 0
+    assert min(float(t.min()) for t in ref["sr"] + ref["rec"]) < floor  # the untrained outputs undershoot
     for t in out["sr"] + out["rec"]:
-        assert t.min() >= 0
+        assert t.min() >= floor
     # stage 1 is the free stage clamped; stage 2 then starts from the clamped estimate
-    torch.testing.assert_close(out["sr"][0], ref["sr"][0].clamp_min(0))
-    torch.testing.assert_close(out["rec"][0], ref["rec"][0].clamp_min(0))
+    torch.testing.assert_close(out["sr"][0], ref["sr"][0].clamp_min(floor))
+    torch.testing.assert_close(out["rec"][0], ref["rec"][0].clamp_min(floor))
     assert count_parameters(model) == count_parameters(free)
