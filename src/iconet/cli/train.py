@@ -8,12 +8,18 @@ row of ``metrics.jsonl`` scores it on this run's validation data before any step
 Every check on user input (config keys and values, data folder, splits, output folder,
 resume state) runs before the first step; a failure is one line saying what to fix.
 Multi-process: ``torchrun --nproc_per_node=N -m iconet train CONFIG.yaml``.
+
+Ctrl-C or SIGTERM stops the run after the step in progress: ``RUN/checkpoints/last.pt`` is
+written, one line names the command that continues it (``iconet train --resume RUN``, which
+reads ``RUN/config.yaml``; under torchrun, the same behind ``torchrun --nproc_per_node=N -m``),
+and the exit status is 130 (SIGINT) or 143 (SIGTERM). A second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +43,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="overrides, e.g. run.steps=2000 optim.lr=1e-4 model.width=32 model.init=iconet-t1-x2")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue the run in RUN_DIR exactly from its checkpoints/last.pt")
+                   help="continue the run in RUN_DIR exactly from its checkpoints/last.pt (written every "
+                   "run.ckpt_every steps, at the end, and on Ctrl-C/SIGTERM); CONFIG.yaml defaults to "
+                   "RUN_DIR/config.yaml")
     p.add_argument("--out", metavar="RUN_DIR", default=None, help="run folder (overrides run.out_dir)")
     p.set_defaults(func=run)
 
@@ -53,8 +61,12 @@ def resolve_args(args: argparse.Namespace) -> tuple[Path | None, list[str], bool
             raise ConfigError(f"--out {args.out} and --resume {args.resume} name different folders; give one")
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
-            raise FileNotFoundError(f"{run_dir}: run folder to resume not found")
+            raise FileNotFoundError(f"{run_dir}: run folder to resume not found; start a run there with: "
+                                    f"iconet train CONFIG.yaml --out {shlex.quote(str(run_dir))}")
         path = Path(config) if config is not None else run_dir / "config.yaml"
+        if config is None and not path.is_file():
+            raise FileNotFoundError(f"{run_dir}: holds no run to resume (no config.yaml, no checkpoints/last.pt); "
+                                    f"start one there with: iconet train CONFIG.yaml --out {shlex.quote(str(run_dir))}")
         overrides.append(f"run.out_dir={run_dir}")
         return path, overrides, True
     if config is None and not overrides:
@@ -82,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()  # this process is ours: reuse freed activations (2x at 512^2 fp32, see runtime)
     from iconet.engine.config import load_train_config
+    from iconet.engine.interrupt import TrainingInterrupted
     from iconet.engine.trainer import Trainer
 
     path, overrides, resume = resolve_args(args)
@@ -90,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, resume=resume, command=command)
     try:
         last = trainer.fit()
+    except TrainingInterrupted as stop:  # Ctrl-C / SIGTERM: the step finished and last.pt was saved
+        if trainer.is_main:
+            print(f"iconet: {stop}", file=sys.stderr)
+        return stop.exit_code
     finally:
         trainer.close()
     if trainer.is_main:

@@ -15,15 +15,21 @@ bool or None, so ``torch.load(path, weights_only=True)`` reads it)::
      "sampler":   {"epoch": int, "position": int, "seed": int, "world_size": int, "mode": str,
                    "num_samples": int},
      "config":    TrainConfig as plain data (iconet.config.to_dict),
-     "metrics":   {"last": {key: float, "protocol": str}, "best": {key: float, "step": int, ...}},
+     "metrics":   {"last": {key: float, "protocol": str}, "best": {key: float, "step": int, ...},
+                   "train_pending": {"count": int, "sums": {loss term: tensor}}},  # since the last
+                                            # train.jsonl row (optional; absent in older files)
      "hardware":  {"device", "processor", "world_size", "precision", "torch", "train_seconds"}}
 
 Run folder: ``RUN/config.yaml``, ``RUN/command.txt``, ``RUN/checkpoints/last.pt``,
 ``RUN/checkpoints/best.pt``, ``RUN/metrics.jsonl``, ``RUN/train.jsonl``, ``RUN/tb/``.
+``last.pt`` is written every ``run.ckpt_every`` steps, at the end, and when the run is stopped
+by SIGINT/SIGTERM (:mod:`iconet.engine.interrupt`); a resumed run first cuts both logs back to
+its checkpoint's step (:func:`truncate_log`), so they read as one run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -69,6 +75,37 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def _replace(tmp: Path, path: Path) -> None:
     """``os.replace`` (a seam for tests that simulate a crash)."""
     os.replace(tmp, path)
+
+
+def truncate_log(path: str | Path, step: int) -> int:
+    """Keep only the rows of a JSON-lines run log (``train.jsonl``, ``metrics.jsonl``) whose
+    ``"step"`` is at most ``step``, so that a run resumed from a checkpoint of that step does not
+    list the steps between the checkpoint and the kill twice. A row cut short by the kill (not
+    valid JSON) goes too. Rewritten atomically (a temporary file, then ``os.replace``), and only
+    when something is dropped. Returns the number of rows dropped (0 when the file is missing).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    keep: list[str] = []
+    dropped = 0
+    for line in path.read_text().splitlines():
+        try:
+            row_step = json.loads(line).get("step")
+        except (json.JSONDecodeError, AttributeError):
+            row_step = None
+        if isinstance(row_step, int) and row_step <= step:
+            keep.append(line)
+        elif line.strip():
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text("".join(f"{line}\n" for line in keep))
+            _replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dropped
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -19,7 +19,12 @@ train`` is a thin layer over it. What it does, in order:
    every ``run.val_every`` steps scores the EMA model per volume (:mod:`iconet.evaluation.metrics`),
    appends a row to ``metrics.jsonl``, writes TensorBoard scalars and an image panel when
    TensorBoard is installed, and keeps ``best.pt`` by ``run.best_metric``;
-5. writes ``last.pt`` every ``run.ckpt_every`` steps and at the end (rank 0 only, atomically).
+5. writes ``last.pt`` every ``run.ckpt_every`` steps, at the end, and when SIGINT/SIGTERM stops
+   the run after the step in progress (rank 0 only, atomically; :mod:`iconet.engine.interrupt`).
+
+A resumed run cuts ``train.jsonl`` and ``metrics.jsonl`` back to its checkpoint's step (rows the
+killed run wrote after it would otherwise appear twice), and the checkpoint carries the
+training-loss sums since the last logged row, so the resumed log equals the uninterrupted one.
 
 Exact resume: the data order is a function of ``(seed, epoch, position)`` only (per-sample
 generators in :class:`~iconet.data.datasets.SliceDataset`, a seeded
@@ -33,7 +38,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -54,11 +61,13 @@ from iconet.data.datasets import collate
 from iconet.data.degrade import seed_from_name
 from iconet.data.normalize import denormalize
 from iconet.engine.data import build_datasets, find_split
-from iconet.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from iconet.engine.checkpoint import (FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                      truncate_log)
 from iconet.engine.config import MIN_LR_PATCH, TrainConfig
 from iconet.runtime import autocast, machine_name, resolve_device, resolve_precision
 from iconet.engine.distributed import ShardSampler, barrier, cleanup, gather_objects, init_distributed, shard_for_eval
 from iconet.engine.ema import EMA
+from iconet.engine.interrupt import StopSignals, TrainingInterrupted, ignore_sigint, resume_command
 from iconet.engine.schedule import WarmupSchedule, build_scheduler
 from iconet.losses import multistage_loss, rec_stage_indices
 from iconet.models import SRModel, build_model, saved_model_config
@@ -110,6 +119,10 @@ class Trainer:
         barrier(self.dist)  # every rank has checked the run folder before rank 0 writes to it
         rank, world = self.dist.rank, self.dist.world_size
         self.is_main = self.dist.is_main
+        # stop flags travel on CPU (gloo) even when training runs on NCCL: no GPU sync per step
+        self._signal_group = None
+        if self.dist.distributed and torch.distributed.get_backend() != "gloo":
+            self._signal_group = torch.distributed.new_group(backend="gloo")
 
         # ---- model, deterministic initialisation
         torch.manual_seed(run.seed)
@@ -150,7 +163,7 @@ class Trainer:
         self.loader = DataLoader(
             self.train_ds, batch_size=cfg.data.batch_size, sampler=self.sampler, num_workers=cfg.data.num_workers,
             collate_fn=collate, drop_last=True, generator=self.loader_gen,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda", worker_init_fn=ignore_sigint,
         )
         self.val_indices = [val_indices[j] for j in shard_for_eval(
             [self.val_ds.index[i][0] for i in val_indices], rank, world)]
@@ -167,6 +180,10 @@ class Trainer:
         self.metrics_last: dict[str, Any] = {}
         self.metrics_best: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+        self._log_sums: dict[str, torch.Tensor] = {}  # training-loss sums since the last train.jsonl row
+        self._log_count = 0
+        self._pending_log: dict[str, Any] = {"count": 0, "sums": {}}
+        self._resumed_step: int | None = None  # the checkpoint's step until the logs are cut back to it
         if resume_state is not None:
             self._load_state(resume_state)
         self.writer: Any = None
@@ -192,42 +209,65 @@ class Trainer:
     # ------------------------------------------------------------------ output folder, resume
     def _check_out_dir(self, resume: bool) -> dict[str, Any] | None:
         """Refuse a folder holding another run (unless resuming or ``run.overwrite``); on
-        resume, load ``last.pt`` and check that its model config is the one asked for."""
+        resume, load ``last.pt`` and check that its model config is the one asked for. Every
+        refusal names a command that works from here."""
         cfg, out = self.cfg, self.out
         last = self.ckpt_dir / "last.pt"
+        resume_cmd = resume_command(out)
         if resume:
             if not out.is_dir():
-                raise FileNotFoundError(f"{out}: run folder to resume not found")
+                raise FileNotFoundError(f"{out}: run folder to resume not found; start a run there with: "
+                                        f"iconet train CONFIG.yaml --out {shlex.quote(str(out))}")
+            if not last.is_file():
+                raise FileNotFoundError(self._no_checkpoint_message())
             state = load_checkpoint(last)
             saved = saved_model_config(state["config"].get("model", {}))
             diff = _diff_keys(saved, cfg.model)
             if diff:
                 shown = ", ".join(f"model.{k} (saved {saved.get(k)!r}, asked {cfg.model.get(k)!r})" for k in diff)
-                raise ConfigError(f"{out}: the saved model config differs from the one asked: {shown}")
+                raise ConfigError(f"{out}: the saved model config differs from the one asked: {shown}; "
+                                  f"continue the run as it was with: {resume_cmd}")
             saved_init = state["config"].get("init")
             if saved_init != cfg.init:
                 raise ConfigError(
                     f"{out}: the run started from init {saved_init!r}, not {cfg.init!r}; a resumed run continues "
-                    "from its checkpoint, so give the same model.init (or none)"
+                    f"from its checkpoint, so give the same model.init (or none): {resume_cmd}"
                 )
             if state["step"] >= cfg.run.steps:
                 raise ConfigError(
-                    f"{out}: the run already did {state['step']} of run.steps={cfg.run.steps}; raise run.steps to go on"
+                    f"{out}: the run already did {state['step']} of run.steps={cfg.run.steps}; to go on, raise "
+                    f"run.steps, e.g. {resume_cmd} run.steps={state['step'] + cfg.run.steps}"
                 )
             return state
         holds_run = (out / "config.yaml").exists() or last.exists() or (out / "metrics.jsonl").exists()
         if holds_run and not cfg.run.overwrite:
             same = ""
             try:
-                saved = load_yaml(out / "config.yaml")
-                same = " (a different config)" if saved != to_dict(cfg) else " (the same config)"
+                saved_cfg = load_yaml(out / "config.yaml")
+                same = " (a different config)" if saved_cfg != to_dict(cfg) else " (the same config)"
             except ConfigError:
                 pass
+            if not last.is_file():
+                raise ConfigError(
+                    f"{out} already holds a run{same} that stopped before its first checkpoint, so it cannot be "
+                    "resumed; start it over by adding run.overwrite=true, remove the folder, or choose another --out"
+                )
             raise ConfigError(
-                f"{out} already holds a run{same}; continue it with --resume {out}, choose another --out, "
-                "or set run.overwrite=true"
+                f"{out} already holds a run{same}; continue it with: {resume_cmd}; or choose another --out, "
+                "or add run.overwrite=true to start over"
             )
         return None
+
+    def _no_checkpoint_message(self) -> str:
+        """Why ``--resume`` cannot work on a folder without ``last.pt``, and what to run instead."""
+        out = self.out
+        q = shlex.quote(str(out))
+        if (out / "config.yaml").is_file():
+            return (f"{out}: no checkpoint to resume (no checkpoints/last.pt): the run stopped before its first one "
+                    f"(written every run.ckpt_every steps and on Ctrl-C/SIGTERM); start it over with: "
+                    f"iconet train {shlex.quote(str(out / 'config.yaml'))} run.overwrite=true (or remove {q})")
+        return (f"{out}: holds no run to resume (no config.yaml, no checkpoints/last.pt); start one there with: "
+                f"iconet train CONFIG.yaml --out {q}")
 
     def _load_init(self, source: str) -> None:
         """Load the weights of ``model.init`` (a shipped name or an exported folder, read with
@@ -273,6 +313,10 @@ class Trainer:
         self.metrics_last = dict(state["metrics"].get("last", {}))
         self.metrics_best = dict(state["metrics"].get("best", {}))
         self.train_seconds = float((state.get("hardware") or {}).get("train_seconds", 0.0))
+        pending = state["metrics"].get("train_pending") or {}
+        self._log_sums = {k: v.to(self.device) for k, v in (pending.get("sums") or {}).items()}
+        self._log_count = int(pending.get("count", 0))
+        self._resumed_step = self.step
         self._rng_to_restore = state["rng"]
 
     def _warn(self, msg: str) -> None:
@@ -283,7 +327,11 @@ class Trainer:
         """Rank 0: create the run folder, write ``config.yaml`` and ``command.txt``, open TensorBoard."""
         if not self.is_main:
             return
-        if self.cfg.run.overwrite and self.step == 0:
+        if self._resumed_step is not None:  # the logs read as one run: drop rows after the checkpoint
+            for name in ("train.jsonl", "metrics.jsonl"):
+                truncate_log(self.out / name, self._resumed_step)
+            self._resumed_step = None
+        elif self.cfg.run.overwrite and self.step == 0:
             for name in ("metrics.jsonl", "train.jsonl"):
                 (self.out / name).unlink(missing_ok=True)
             for name in ("last.pt", "best.pt"):
@@ -316,7 +364,8 @@ class Trainer:
             "rng": rng_state({"loader": self.loader_gen}),
             "sampler": {**self.sampler.state_dict(), "epoch": self.epoch, "position": self.position},
             "config": to_dict(self.cfg),
-            "metrics": {"last": dict(self.metrics_last), "best": dict(self.metrics_best)},
+            "metrics": {"last": dict(self.metrics_last), "best": dict(self.metrics_best),
+                        "train_pending": self._pending_log},
             "hardware": {
                 "device": str(self.device), "processor": machine_name(self.device),
                 "world_size": self.dist.world_size, "precision": self.precision,
@@ -384,7 +433,14 @@ class Trainer:
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``run.steps`` (or stop after step ``stop_at``, writing ``last.pt``: a
-        controlled interruption, e.g. to test resuming). Returns the last validation row."""
+        controlled interruption, e.g. to test resuming). Returns the last validation row.
+
+        SIGINT and SIGTERM (handlers installed for this call only, from the main thread; see
+        :mod:`iconet.engine.interrupt`) stop the run after the step in progress: ``last.pt`` is
+        written (rank 0, atomically; every rank stops at the same step) and
+        :class:`~iconet.engine.interrupt.TrainingInterrupted` is raised, naming the command
+        that continues the run; resuming from it is bit-identical to not stopping.
+        """
         run = self.cfg.run
         end = run.steps if stop_at is None else min(stop_at, run.steps)
         self._prepare_out_dir()
@@ -394,39 +450,86 @@ class Trainer:
             self._rng_to_restore = None
         bar = tqdm(total=run.steps, initial=self.step, disable=not (self.is_main and run.progress),
                    dynamic_ncols=True, unit="step", desc="train")
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
         batches = self._batches()
         try:
-            if run.val_at_start and self.step == 0 and not self.history:
-                tick = time.perf_counter()
-                self._validate_and_record()  # the starting point (of a fine-tune) as the step-0 row
-                self.train_seconds += time.perf_counter() - tick
-            while self.step < end:
-                tick = time.perf_counter()
-                logs = self.train_step(next(batches))
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0) + v.detach().float()
-                count += 1
-                bar.update(1)
-                last_step = self.step == end
-                if (run.log_every and self.step % run.log_every == 0) or last_step:
-                    means = self._log_train(sums, count)
-                    bar.set_postfix(loss=f"{means['train/loss']:.4g}", lr=f"{means['lr']:.2e}")
-                    sums, count = {}, 0
-                if run.val_every and (self.step % run.val_every == 0 or self.step == run.steps):
-                    self.train_seconds += time.perf_counter() - tick  # wall time: steps and validation
+            with StopSignals() as signals:
+                if run.val_at_start and self.step == 0 and not self.history and not self.metrics_last:
                     tick = time.perf_counter()
-                    self._validate_and_record()
-                self.train_seconds += time.perf_counter() - tick
-                if (run.ckpt_every and self.step % run.ckpt_every == 0) or last_step:
-                    self.save("last.pt")
-                    barrier(self.dist)
+                    self._validate_and_record()  # the starting point (of a fine-tune) as the step-0 row
+                    self.train_seconds += time.perf_counter() - tick
+                    self._stop_if_asked(signals, saved=False)
+                while self.step < end:
+                    tick = time.perf_counter()
+                    try:
+                        batch = next(batches)
+                    except Exception:  # noqa: BLE001 - a worker ended by the signal: stop at this boundary
+                        if self._stop_signal(signals):
+                            self._stop_if_asked(signals, saved=False)
+                        raise
+                    logs = self.train_step(batch)
+                    for k, v in logs.items():
+                        self._log_sums[k] = self._log_sums.get(k, 0) + v.detach().float()
+                    self._log_count += 1
+                    bar.update(1)
+                    last_step = self.step == end
+                    if (run.log_every and self.step % run.log_every == 0) or last_step:
+                        means = self._log_train(self._log_sums, self._log_count)
+                        bar.set_postfix(loss=f"{means['train/loss']:.4g}", lr=f"{means['lr']:.2e}")
+                        self._log_sums, self._log_count = {}, 0
+                    if run.val_every and (self.step % run.val_every == 0 or self.step == run.steps):
+                        self.train_seconds += time.perf_counter() - tick  # wall time: steps and validation
+                        tick = time.perf_counter()
+                        self._validate_and_record()
+                    self.train_seconds += time.perf_counter() - tick
+                    saved = bool(run.ckpt_every and self.step % run.ckpt_every == 0) or last_step
+                    if saved:
+                        self._save_last()
+                    if not last_step:
+                        self._stop_if_asked(signals, saved=saved)
         finally:
             bar.close()
             if self.writer is not None:
                 self.writer.flush()
         return dict(self.metrics_last)
+
+    def _save_last(self) -> None:
+        """Every rank: agree on the pending log sums, then rank 0 writes ``last.pt``."""
+        self._pending_log = self._reduced_log_sums()
+        self.save("last.pt")
+        barrier(self.dist)
+
+    def _stop_signal(self, signals: StopSignals) -> int:
+        """The stop signal received on any rank (0: none); every rank gets the same answer, so
+        all stop after the same step."""
+        if not self.dist.distributed:
+            return signals.signum
+        flag = torch.tensor([signals.signum], dtype=torch.int64)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._signal_group)
+        return int(flag.item())
+
+    def _stop_if_asked(self, signals: StopSignals, *, saved: bool) -> None:
+        """After a whole step: if a stop was asked for, write ``last.pt`` (unless this step just
+        did) and raise :class:`TrainingInterrupted`."""
+        signum = self._stop_signal(signals)
+        if not signum:
+            return
+        if not saved:
+            self._save_last()
+        nproc = int(os.environ.get("LOCAL_WORLD_SIZE", self.dist.world_size))
+        raise TrainingInterrupted(signum, self.step, self.cfg.run.steps,
+                                  self.ckpt_dir / "last.pt" if self.is_main else None,
+                                  resume_command(self.out, nproc))
+
+    def _reduced_log_sums(self) -> dict[str, Any]:
+        """The training-loss sums since the last ``train.jsonl`` row (mean over ranks), kept in
+        the checkpoint so that the first row after a resume averages the same steps."""
+        sums = {k: v.detach().float().cpu() for k, v in self._log_sums.items()}
+        if self.dist.distributed and sums:
+            keys = sorted(sums)
+            vec = torch.stack([sums[k] for k in keys]).to(self.device)
+            torch.distributed.all_reduce(vec)
+            sums = dict(zip(keys, (vec / self.dist.world_size).cpu()))
+        return {"count": self._log_count, "sums": sums}
 
     def _log_train(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
         keys = sorted(sums)
