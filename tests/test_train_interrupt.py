@@ -177,9 +177,10 @@ def test_second_sigint_aborts_at_once_and_keeps_the_last_checkpoint(data_root, t
         os.kill(os.getpid(), signal.SIGINT)
 
     on_step(trainer, 5, twice)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as abort:
         trainer.fit()
     trainer.close()
+    assert not isinstance(abort.value, TrainingInterrupted)  # no save, no resume line
     assert signal.getsignal(signal.SIGINT) is before
     assert last(out)["step"] == 4  # the periodic checkpoint, intact
 

@@ -40,8 +40,11 @@ def resume_command(out: str | Path, nproc: int = 1) -> str:
     return f"iconet train --resume {run}"
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(KeyboardInterrupt):
     """A run stopped on a signal after a whole step, its state saved.
+
+    A ``KeyboardInterrupt``: code that catches ``Exception`` does not swallow it, and a caller
+    that does not know it (e.g. ``iconet ablate``) ends as on Ctrl-C (exit 130).
 
     Attributes:
         signum: the signal received (``signal.SIGINT`` or ``signal.SIGTERM``).
