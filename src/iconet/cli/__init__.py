@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 
@@ -44,7 +45,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub)
+    _plain_help(parser)
     return parser
+
+
+#: reStructuredText marks of the docstrings that serve as descriptions: ``code``, :role:`target`
+_RST_CODE = re.compile(r"``(.+?)``", re.S)
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` with its reStructuredText marks rendered plainly for a terminal: code between
+    double back-quotes loses the quotes, a role keeps its target (``:func:`a.b``` gives a.b, the
+    ``~`` form only the last name)."""
+
+    def role(m: re.Match[str]) -> str:
+        target = m.group(1)
+        return target.rsplit(".", 1)[-1] if m.group(0).count("~") else target
+
+    return _RST_CODE.sub(r"\1", _RST_ROLE.sub(role, text))
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Render the descriptions and option help of ``parser`` and its sub-commands plainly
+    (the sub-commands' descriptions are their module docstrings, written in reStructuredText)."""
+    if parser.description:
+        parser.description = plain_text(parser.description)
+    for action in parser._actions:
+        if action.help:
+            action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain_text(choice.help) if choice.help else choice.help
+            for sub in dict.fromkeys(action.choices.values()):
+                _plain_help(sub)
 
 
 def _show_notes(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from iconet.cli.progress import add_quiet, progress_bar, say
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="fetch sample data, inspect files")
@@ -31,12 +33,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--only", action="append", default=None, metavar="NAME",
                    help="fetch only this file (repeatable), e.g. colin27_T1.nii.gz")
+    add_quiet(f)
     f.set_defaults(func=run)
 
     i = sub.add_parser("info", help="print shape, dtype, spacing, orientation, modality, value range")
     i.add_argument("file", type=Path, help="NIfTI / DICOM file or series folder / fastMRI .h5 / ...")
     i.add_argument("--frame", type=int, default=None, help="frame of a 4-D or multi-frame file")
-    i.add_argument("--series-uid", default=None, help="series to read from a DICOM folder")
+    i.add_argument("--series-uid", default=None, metavar="UID",
+                   help="the series to read from a DICOM folder holding several (listed when none is given)")
+    add_quiet(i)
     i.set_defaults(func=run)
 
 
@@ -51,12 +56,20 @@ def run(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from iconet.data.samples import SAMPLES, fetch_samples
 
-    fetched, failed = fetch_samples(args.dest, names=args.only, archives=args.archives)
-    for name, path in fetched.items():
-        spec = SAMPLES[name]
-        print(f"ok      {path}  ({spec.description}; {spec.licence}; sha256 {spec.sha256[:12]}...)")
-    for name, reason in failed.items():
-        print(f"FAILED  {name}: {reason}", file=sys.stderr)
+    fetched, failed = {}, {}
+    names = args.only or list(SAMPLES)
+    with progress_bar(len(names), unit="file", quiet=args.quiet) as bar:
+        for name in names:  # one at a time, so the bar names the download in progress
+            bar.set_description_str(f"fetching {name}")
+            got, lost = fetch_samples(args.dest, names=[name], archives=args.archives)
+            fetched.update(got)
+            failed.update(lost)
+            for path in got.values():
+                spec = SAMPLES[name]
+                say(f"ok      {path}  ({spec.description}; {spec.licence}; sha256 {spec.sha256[:12]}...)")
+            for reason in lost.values():
+                say(f"FAILED  {name}: {reason}", err=True)
+            bar.update(1)
     if failed:
         print(f"could not fetch {len(failed)} of {len(fetched) + len(failed)} sample(s)", file=sys.stderr)
         return 1
@@ -68,7 +81,9 @@ def _info(args: argparse.Namespace) -> int:
 
     from iconet.data.io import read_volume  # lazy: readers pull in pydicom / h5py
 
-    vol = read_volume(args.file, frame=args.frame, series_uid=args.series_uid)
+    # A DICOM folder of many files takes a while: a bar with the elapsed time (terminal only).
+    with progress_bar(desc=f"reading {args.file.name}", quiet=args.quiet, bar_format="{desc} {elapsed}"):
+        vol = read_volume(args.file, frame=args.frame, series_uid=args.series_uid)
     data = np.asarray(vol.data)
     finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data
     spacing = " x ".join(f"{s:g}" for s in vol.spacing)

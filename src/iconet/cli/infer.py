@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from iconet.cli import UserError
+from iconet.cli.progress import add_quiet, progress_bar, say
 from iconet.data.layouts import VOLUME_FORMATS
 
 #: files that make a folder a data set rather than one DICOM series (whose files are .dcm or bare)
@@ -37,8 +38,12 @@ def add_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", type=Path, metavar="INPUT")
-    p.add_argument("output", type=Path, metavar="OUTPUT")
+    p.add_argument("input", type=Path, metavar="INPUT",
+                   help="NIfTI, DICOM file or series folder, PNG/TIFF/NPY, or a folder of volumes")
+    p.add_argument("output", type=Path, metavar="OUTPUT",
+                   help="output file (its extension picks the format), DICOM series folder, or folder of volumes")
+    p.add_argument("--series-uid", default=None, metavar="UID",
+                   help="the series to read from a DICOM folder holding several (listed when none is given)")
     p.add_argument("--model", default=None, metavar="DIR_OR_NAME",
                    help="exported model folder, shipped model name, or a parameter-free peer "
                         "(bicubic, zerofill); default: the shipped ICONet of --scale (iconet-t1-x<scale>)")
@@ -50,7 +55,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plane", default=None, help="axial, coronal, sagittal or an axis 0-2 "
                    "(default: the plane of the two finest axes)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="arithmetic of the forward pass (autocast): fp32 (default), bf16, or fp16 (CUDA only)")
     p.add_argument("--batch", type=int, default=8, help="slices per forward pass")
     p.add_argument("--tile", type=int, default=None,
                    help="LR tile side (0: never tile; default: the largest tile that fits --memory-budget)")
@@ -67,6 +73,7 @@ def add_parser(sub: Any) -> None:
                    help="run the model on a scan of another modality than it was trained for (e.g. a CT "
                         "through an MR model); without it such a scan is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 
@@ -171,26 +178,32 @@ def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: st
          domain: dict[str, Any] | None = None) -> None:
     import shutil
 
-    from tqdm import tqdm
-
     from iconet.data.io import read_volume, write_volume
     from iconet.domain import check_input
     from iconet.inference import slice_axis, super_resolve_volume
+    from iconet.memory import estimate_memory
 
-    volume = read_volume(src)
-    for note in check_input(domain, volume, model=model_name(args), source=str(src),
-                            allow=args.allow_domain_mismatch):
-        print(f"note: {note}", file=sys.stderr)
-    opts = options(args)
-    n = volume.shape[slice_axis(volume, opts.plane)]
-    with tqdm(total=n, desc=src.name, unit="slice", disable=None, leave=False) as bar:
+    # One bar per volume, shown at once: its description names the phase (reading, the
+    # volume's slices, writing); the slice count moves after each batch (--batch).
+    with progress_bar(desc=f"reading {src.name}", unit="slice", quiet=args.quiet) as bar:
+        volume = read_volume(src, series_uid=args.series_uid)
+        for note in check_input(domain, volume, model=model_name(args), source=str(src),
+                                allow=args.allow_domain_mismatch):
+            say(f"note: {note}", err=True)
+        opts = options(args)
+        if opts.tile is None:  # the tile choice measures the model's memory once (seconds on a CPU)
+            bar.set_description_str("measuring the model's memory use")
+            estimate_memory(model, precision=opts.precision)  # cached: super_resolve_volume reuses it
+        bar.reset(total=volume.shape[slice_axis(volume, opts.plane)])
+        bar.set_description_str(src.name)
         out = super_resolve_volume(model, volume, grid=grid, normalization=norm, options=opts,
                                    progress=lambda done: bar.update(done - bar.n))
-    targets = [(out["sr"], dst)] + ([(out["rec"], _rec_path(dst))] if "rec" in out else [])
-    for vol, path in targets:
-        if path.exists() and args.overwrite:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        write_volume(vol, path, reference=volume, description=description)
+        bar.set_description_str(f"writing {dst.name}")
+        targets = [(out["sr"], dst)] + ([(out["rec"], _rec_path(dst))] if "rec" in out else [])
+        for vol, path in targets:
+            if path.exists() and args.overwrite:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            write_volume(vol, path, reference=volume, description=description)
 
 
 def _dataset_files(folder: Path) -> list[tuple[Path, Path]]:
@@ -228,11 +241,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{dst}: output would overwrite the input")
     options(args)  # bad --memory-budget, --tile, ... stop here
     if _is_dataset(src):
+        if args.series_uid is not None:
+            raise UserError(f"{src}: --series-uid picks a series of one DICOM folder, but this is a folder of "
+                            "volumes; give the DICOM folder that holds the series as INPUT")
         return _run_dataset(src, dst, args)
     _check_output(dst, args.overwrite)
     if args.save_rec:
         _check_output(_rec_path(dst), args.overwrite)
-    model, grid, norm, description = load(args)
+    with progress_bar(desc="loading model", quiet=args.quiet, bar_format="{desc} {elapsed}"):
+        model, grid, norm, description = load(args)
     _one(src, dst, model, grid, norm, description, args, domain=model_domain(args))
     print(f"wrote {dst}" + (f" and {_rec_path(dst)}" if args.save_rec else ""))
     return 0
@@ -248,21 +265,25 @@ def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
     model_name(args)  # a missing shipped model stops before OUTPUT is made
     dst.mkdir(parents=True, exist_ok=True)
     _check_writable(dst)
-    model, grid, norm, description = load(args)
-    domain = model_domain(args)
     mine = files[rank::world]
     failures: list[str] = []
-    for f, rel in mine:
-        out = dst / rel
-        try:
-            if out.exists() and not args.overwrite:
-                raise UserError(f"{out}: output exists (use --overwrite to replace it)")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            _one(f, out, model, grid, norm, description, args, domain=domain)
-            print(f"ok      {rel.as_posix()}")
-        except (ValueError, OSError, UserError) as err:
-            failures.append(f"{f}: {str(err).splitlines()[0]}")
-            print(f"FAILED  {rel.as_posix()}: {str(err).splitlines()[0]}", file=sys.stderr)
+    # The volumes' bar stays on screen; each volume's slice bar (from _one) shows below it.
+    with progress_bar(len(mine), desc="loading model", unit="volume", quiet=args.quiet, leave=True) as volumes:
+        model, grid, norm, description = load(args)
+        domain = model_domain(args)
+        volumes.set_description_str("volumes")
+        for f, rel in mine:
+            out = dst / rel
+            try:
+                if out.exists() and not args.overwrite:
+                    raise UserError(f"{out}: output exists (use --overwrite to replace it)")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                _one(f, out, model, grid, norm, description, args, domain=domain)
+                say(f"ok      {rel.as_posix()}")
+            except (ValueError, OSError, UserError) as err:
+                failures.append(f"{f}: {str(err).splitlines()[0]}")
+                say(f"FAILED  {rel.as_posix()}: {str(err).splitlines()[0]}", err=True)
+            volumes.update(1)
     done = len(mine) - len(failures)
     where = f" (rank {rank} of {world})" if world > 1 else ""
     print(f"{done} of {len(mine)} volume(s) written to {dst}{where}")

@@ -468,11 +468,19 @@ def _scan(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _describe(series: dict[str, dict[str, Any]]) -> str:
+    """``UID ('description', modality, N slices in M files); ...`` for an error message."""
     parts = []
     for uid, s in series.items():
         desc = s.get("description") or "no description"
-        parts.append(f"{uid} ({desc!r}, {s.get('modality') or '?'}, {len(s['files'])} files)")
+        n_files = len(s["files"])
+        n_slices = sum(int(h.get("NumberOfFrames", 1) or 1) for h in s.get("headers", [])) or n_files
+        parts.append(f"{uid} ({desc!r}, {s.get('modality') or '?'}, {n_slices} slice{'s' * (n_slices != 1)} "
+                     f"in {n_files} file{'s' * (n_files != 1)})")
     return "; ".join(parts)
+
+
+#: how to pick a series, for the command line and for Python (the one message serves both)
+CHOOSE_SERIES = "choose one with --series-uid UID (Python: series_uid='UID')"
 
 
 def read_dicom_series(folder: str | Path, *, series_uid: str | None = None,
@@ -487,8 +495,7 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None,
         raise DataError(d, f"holds no DICOM images ({n_files} files, {n_dirs} subfolders){hint}")
     if series_uid is None:
         if len(series) > 1:
-            raise DataError(d, f"holds {len(series)} DICOM series; choose one with series_uid=: "
-                               f"{_describe(series)}")
+            raise DataError(d, f"holds {len(series)} DICOM series; {CHOOSE_SERIES}: {_describe(series)}")
         uid = next(iter(series))
     else:
         if series_uid not in series:

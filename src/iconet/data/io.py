@@ -119,7 +119,7 @@ def read_volume(
 
         if frame is not None:
             raise DataError(p, "frame= selects a frame of a 4-D NIfTI; DICOM input has no "
-                               "frame selection (several series: use series_uid=)")
+                               "frame selection (several series: use --series-uid UID, in Python series_uid=)")
         vol = read_dicom(p, series_uid=series_uid, max_bytes=max_bytes)
     elif fmt in ("png", "tiff", "npy"):
         from iconet.data import images
@@ -135,7 +135,7 @@ def read_volume(
     else:  # pragma: no cover - detect_format only returns the formats above
         raise DataError(p, f"unsupported format {fmt}")
     if series_uid is not None and fmt not in ("dicom", "folder"):
-        raise DataError(p, "series_uid= only applies to DICOM input")
+        raise DataError(p, "--series-uid (series_uid=) only applies to DICOM input")
     return finish(vol, nan_policy=nan_policy, require_3d=require_3d)
 
 
