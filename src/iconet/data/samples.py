@@ -8,7 +8,8 @@
   ====================== ================================================================
   ``pycortex_S1_T1.nii.gz``  PyPI sdist ``pycortex==1.4.0`` (``pip download --no-deps``),
                              member ``pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz``;
-                             BSD-2-Clause. Training subject.
+                             BSD-2-Clause. Training subject; its held-out validation slab is
+                             written to ``s1_holdout/`` beside it (:mod:`iconet.data.holdout`).
   ``colin27_T1.nii.gz``      Debian package ``mricron-data`` (``apt-get download`` +
                              ``dpkg-deb -x``), ``usr/share/mricron/templates/ch2.nii.gz``;
                              BSD-3-Clause. Held-out subject: never train or tune on it.
@@ -205,8 +206,12 @@ def fetch_samples(
             run, or an offline machine with the archives copied in, downloads nothing);
             ``None`` downloads into a temporary folder.
 
+    Once pycortex S1 is in ``dest``, its held-out split for the S1 recipes is written to
+    ``dest/s1_holdout/S1_train.nii.gz`` and ``S1_val.nii.gz`` (:mod:`iconet.data.holdout`;
+    kept when both are there already); a failure there is reported under ``"s1_holdout"``.
+
     Returns:
-        ``(fetched, failed)``: name → path, and name → reason.
+        ``(fetched, failed)``: name → path (the samples asked for), and name → reason.
     """
     fetched: dict[str, Path] = {}
     failed: dict[str, str] = {}
@@ -223,4 +228,14 @@ def fetch_samples(
             failed[name] = str(err)
         except OSError as err:
             failed[name] = f"{type(err).__name__}: {err}"
+    from iconet.data import holdout  # nibabel: only once a volume was fetched
+
+    s1 = "pycortex_S1_T1.nii.gz"
+    if s1 in fetched and SAMPLES[s1].sha256 == holdout.S1_SHA256:  # the split is defined for this volume
+        folder = Path(dest) / holdout.FOLDER
+        if not all((folder / f"{n}.nii.gz").is_file() for n in (holdout.TRAIN_NAME, holdout.VAL_NAME)):
+            try:
+                holdout.write_s1_holdout(fetched[s1], folder)
+            except (ValueError, OSError) as err:
+                failed["s1_holdout"] = f"S1's held-out split ({folder}): {err}"
     return fetched, failed
