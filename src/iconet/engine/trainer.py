@@ -463,7 +463,7 @@ class Trainer:
                     try:
                         batch = next(batches)
                     except Exception:  # noqa: BLE001 - a worker ended by the signal: stop at this boundary
-                        if self._stop_signal(signals):
+                        if signals.requested and not self.dist.distributed:  # (no collective on one rank)
                             self._stop_if_asked(signals, saved=False)
                         raise
                     logs = self.train_step(batch)
