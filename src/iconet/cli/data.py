@@ -64,11 +64,11 @@ def _fetch(args: argparse.Namespace) -> int:
             got, lost = fetch_samples(args.dest, names=[name], archives=args.archives)
             fetched.update(got)
             failed.update(lost)
-            for path in got.values():
-                spec = SAMPLES[name]
+            for got_name, path in got.items():
+                spec = SAMPLES[got_name]
                 say(f"ok      {path}  ({spec.description}; {spec.licence}; sha256 {spec.sha256[:12]}...)")
-            for reason in lost.values():
-                say(f"FAILED  {name}: {reason}", err=True)
+            for lost_name, reason in lost.items():  # a sample, or a step after it (s1_holdout)
+                say(f"FAILED  {lost_name}: {reason}", err=True)
             bar.update(1)
     if failed:
         print(f"could not fetch {len(failed)} of {len(fetched) + len(failed)} sample(s)", file=sys.stderr)
