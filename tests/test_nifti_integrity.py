@@ -8,7 +8,6 @@ Colin27 slab (a single-member gzip written by nibabel) and nibabel's own 4-D exa
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from pathlib import Path
 
