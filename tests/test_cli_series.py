@@ -120,3 +120,25 @@ def test_infer_series_uid_errors(two_series, tmp_path, capsys):
     assert main(["infer", str(data_set), str(tmp_path / "o"), "--model", "bicubic", "--series-uid", mr_uid]) == 2
     assert "--series-uid picks a series of one DICOM folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _scores(folder: Path) -> dict:
+    summary = json.loads((folder / "summary.json").read_text())
+    return summary["models"]
+
+
+def test_eval_scores_the_series_asked_for_and_refuses_without_it(two_series, tmp_path, capsys):
+    both, alone, mr_uid, ct_uid = two_series
+    common = ["--models", "bicubic", "--degradation", "bicubic", "--quiet"]
+    assert main(["eval", str(both), *common, "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "--series-uid" in err and mr_uid in err and ct_uid in err and not (tmp_path / "none").exists()
+    assert main(["eval", str(both), *common, "--series-uid", mr_uid, "--out", str(tmp_path / "picked")]) == 0
+    assert main(["eval", str(alone), *common, "--out", str(tmp_path / "alone")]) == 0
+    picked, ref = _scores(tmp_path / "picked")["bicubic"], _scores(tmp_path / "alone")["bicubic"]
+    assert picked["sr"] == ref["sr"] and np.isfinite(picked["sr"]["psnr"][0])  # the timings differ, not the scores
+    rows = (tmp_path / "picked" / "per_volume.csv").read_text().splitlines()
+    assert rows[1].split(",")[rows[0].split(",").index("slices")] == str(MR_SLICES)
+    capsys.readouterr()
+    assert main(["eval", str(both), str(alone), *common, "--series-uid", mr_uid, "--out", str(tmp_path / "two")]) == 2
+    assert "give that folder alone as DATA" in capsys.readouterr().err

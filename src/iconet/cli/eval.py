@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from iconet.cli import UserError
+from iconet.cli.progress import add_quiet
 
 
 def add_parser(sub: Any) -> None:
@@ -39,7 +40,8 @@ def add_parser(sub: Any) -> None:
                    help="test volumes or folders of them, or one training recipe (.yaml): its test share "
                         "(the third part of data.split), else its validation subjects, with its degradation "
                         "and normalisation")
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL")
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL",
+                   help="models to score: bicubic, zerofill, shipped names, exported model folders, training runs")
     p.add_argument("--scale", type=int, choices=(2, 4, 8), default=None, help="default 2, or the recipe's")
     p.add_argument("--degradation", choices=("kspace", "bicubic"), default=None,
                    help="kspace: truncation + seeded Cartesian mask (default); bicubic: plain bicubic")
@@ -53,20 +55,26 @@ def add_parser(sub: Any) -> None:
                    help="tissue (the default when given alone): Dice CSF/GM/WM of each SR output against HR's "
                         "segmentation by a fixed intensity model fitted on HR; tumour: the same with three "
                         "intensity classes inside the BraTS whole-tumour label (needs --layout brats2021)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--series-uid", default=None, metavar="UID",
+                   help="the series to score from a DICOM folder holding several (one DATA folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation in --out")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 
-def _volumes(paths: list[Path]) -> list[Any]:
+def _volumes(paths: list[Path], series_uid: str | None = None) -> list[Any]:
     from iconet.data.io import read_volume
     from iconet.data.layouts import find_cases
 
     vols = []
     for path in paths:
         if path.is_dir() and any(p.suffix in (".gz", ".nii") or p.is_dir() for p in path.iterdir()):
+            if series_uid is not None:
+                raise UserError(f"{path}: --series-uid picks a series of one DICOM folder, but this is a folder "
+                                "of volumes; give the DICOM folder that holds the series as DATA")
             vols += [read_volume(next(iter(c.images.values()))) for c in find_cases(path, "plain")]
         else:
-            vols.append(read_volume(path))
+            vols.append(read_volume(path, series_uid=series_uid))
     _distinct(vols)
     return vols
 
@@ -144,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if args.downstream == "tumour" and args.layout != "brats2021":
         raise UserError("--downstream tumour needs expert tumour labels: use --layout brats2021 --contrast ... "
                         "(BraTS2021_*/BraTS2021_*_seg.nii.gz); plain volumes carry none")
+    if args.series_uid is not None and (len(args.data) != 1 or args.layout != "plain"
+                                        or args.data[0].suffix in (".yaml", ".yml")):
+        raise UserError("--series-uid picks a series of one DICOM folder: give that folder alone as DATA")
     recipe = _recipe(args)
     out = args.out or Path(f"eval-x{args.scale}")
     targets = [out / n for n in ("per_volume.csv", "summary.json", "table.md", "bars.png")]
@@ -160,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.layout == "brats2021":
         volumes, labels = _brats_volumes(args.data, args.contrast, args.downstream == "tumour")
     else:
-        volumes = _volumes(args.data)
+        volumes = _volumes(args.data, args.series_uid)
     result = evaluate(candidates, volumes, degradation, axis=args.axis, downstream=args.downstream or False,
                       labels=labels if args.downstream == "tumour" else None, contrast=args.contrast,
                       normalization=recipe["normalization"] if recipe else None)
