@@ -257,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    args.quiet = args.quiet or rank != 0  # under torchrun only rank 0 draws bars (one terminal)
     files = _dataset_files(src)
     if not files:
         raise UserError(f"{src}: no volumes in this folder")
