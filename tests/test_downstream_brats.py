@@ -21,7 +21,7 @@ from iconet.cli import main
 from iconet.data.degrade import Degradation, crop_to_multiple
 from iconet.data.datasets import foreground_slices
 from iconet.data.io import read_volume
-from iconet.data.normalize import normalize
+from iconet.data.normalize import NormalizeConfig, normalize
 from iconet.data.samples import sample_path
 from iconet.evaluation.downstream import (
     INTENSITY_CLASSES,
@@ -133,7 +133,9 @@ def test_evaluate_tumour_uses_the_scored_slices_and_crop(brats_root):
     lab = read_volume(case / "BraTS2021_00001_seg.nii.gz")
     deg = Degradation(kind="kspace", scale=2)
     cands = [load_candidate(n, 2, "kspace") for n in ("bicubic", "zerofill")]
-    result = evaluate(cands, [vol], deg, downstream="tumour", labels={vol.name: lab}, contrast="t1ce")
+    # one draw, statistic of HR: the by-hand check below normalises that way
+    result = evaluate(cands, [vol], deg, downstream="tumour", labels={vol.name: lab}, contrast="t1ce",
+                      draws=1, normalization=NormalizeConfig())
     rows = {(r["model"], r["branch"]): r for r in result.rows}
     # by hand: normalise, foreground slices, crop HR and labels alike, degrade, bicubic, classes
     data, norm = normalize(vol.data.astype(np.float32))
@@ -172,7 +174,7 @@ def test_evaluate_tumour_uses_the_scored_slices_and_crop(brats_root):
 def test_cli_tumour_on_a_brats_layout(brats_root, tmp_path):
     out = tmp_path / "res"
     assert main(["eval", str(brats_root), "--layout", "brats2021", "--contrast", "t1ce", "--models", "bicubic",
-                 "zerofill", "--downstream", "tumour", "--out", str(out)]) == 0
+                 "zerofill", "--downstream", "tumour", "--draws", "2", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "per_volume.csv")))
     sr = [r for r in rows if r["branch"] == "sr"]
     assert {(r["model"], r["volume"]) for r in sr} == {(m, f"BraTS2021_0000{n}_t1ce") for m in ("bicubic", "zerofill") for n in (1, 2)}
@@ -191,7 +193,7 @@ def test_cli_tumour_on_a_brats_layout(brats_root, tmp_path):
 
 def test_cli_tumour_errors_are_one_line(brats_root, tmp_path, capsys):
     (brats_root / "BraTS2021_00002" / "BraTS2021_00002_seg.nii.gz").unlink()
-    args = ["--models", "bicubic", "--out", str(tmp_path / "o")]
+    args = ["--models", "bicubic", "--draws", "2", "--out", str(tmp_path / "o")]
     assert main(["eval", str(brats_root), "--layout", "brats2021", "--contrast", "t1ce", "--downstream", "tumour", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "BraTS2021_00002" in err and "_seg" in err

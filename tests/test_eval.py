@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from iconet.cli import main
-from iconet.data.degrade import Degradation, crop_to_multiple
+from iconet.data.degrade import Degradation, crop_to_multiple, seed_from_name
 from iconet.data.io import read_volume
-from iconet.data.normalize import normalize
+from iconet.data.normalize import NormalizeConfig, normalize
 from iconet.data.samples import sample_path
 from iconet.evaluation.metrics import MetricProtocol, evaluate_volume
 from iconet.evaluation.runner import Candidate, evaluate, load_candidate
@@ -33,28 +33,44 @@ def two_volumes(tmp_path):
     return [tmp_path / "subA.nii.gz", tmp_path / "subB.nii.gz"]
 
 
+def _by_hand(raw, key, high, deg):
+    """Normalise by ``high`` (clipped), all 8 slices are foreground, crop, degrade with the mask
+    seeded from ``key``, upsample, score in the volume's units."""
+    data = np.clip(raw / high, 0, 1).astype(np.float32)
+    hr = crop_to_multiple(torch.from_numpy(np.moveaxis(data, 2, 0).copy()), 4)
+    lr = deg.degrade(hr, key)["lr"]
+    sr = upsample(lr[:, None], 2, "kspace")[:, 0]
+    return evaluate_volume(sr.double().numpy() * high, hr.double().numpy() * high, MetricProtocol(slice_axis=0))
+
+
 def test_bicubic_row_equals_an_independent_computation(two_volumes):
     vols = [read_volume(p) for p in two_volumes]
     deg = Degradation(kind="kspace", scale=2)
-    result = evaluate([load_candidate("bicubic", 2, "kspace")], vols, deg)
-    row = next(r for r in result.rows if r["volume"] == "subA" and r["branch"] == "sr")
-    # by hand: normalise, all 8 slices are foreground, crop, degrade with the seeded mask, upsample
-    data, norm = normalize(vols[0].data.astype(np.float32))
-    hr = crop_to_multiple(torch.from_numpy(np.moveaxis(data, 2, 0).copy()), 4)
-    lr = deg.degrade(hr, "subA")["lr"]
-    sr = upsample(lr[:, None], 2, "kspace")[:, 0]
-    ref = evaluate_volume(sr.double().numpy() * norm.high, hr.double().numpy() * norm.high, MetricProtocol(slice_axis=0))
-    assert row["slices"] == 8
-    for k in ("psnr", "ssim", "nmse"):
-        assert row[k] == pytest.approx(ref[k], rel=1e-9)
+    result = evaluate([load_candidate("bicubic", 2, "kspace")], vols, deg, draws=2)
+    raw = vols[0].data.astype(np.float64)
+    for draw, key in ((0, "subA"), (1, "subA/draw1")):
+        row = next(r for r in result.rows if r["volume"] == "subA" and r["branch"] == "sr" and r["draw"] == draw)
+        # the default statistic: the 99.5th percentile of the draw's LR volume, made from the raw slices
+        stack = crop_to_multiple(torch.from_numpy(np.moveaxis(raw, 2, 0).astype(np.float32).copy()), 4)
+        high = float(np.percentile(deg.degrade(stack, key)["lr"].double().numpy(), 99.5))
+        assert row["norm_high"] == pytest.approx(high, rel=1e-12) and row["seed"] == seed_from_name(key)
+        ref = _by_hand(raw, key, high, deg)
+        assert row["slices"] == 8
+        for k in ("psnr", "ssim", "nmse"):  # float32 forward through the infer path: equal to rounding
+            assert row[k] == pytest.approx(ref[k], rel=1e-6)
     mean, std = result.summary["bicubic"]["sr"]["psnr"]
-    assert std > 0  # two volumes, two different seeded masks
+    assert std > 0  # two volumes, two different seeded masks each
+    # the older convention (statistic of HR) on draw 0 is the single-draw protocol as it was
+    old = evaluate([load_candidate("bicubic", 2, "kspace")], vols[:1], deg, draws=1, normalization=NormalizeConfig())
+    ref = _by_hand(raw, "subA", normalize(raw)[1].high, deg)
+    assert [r["draw"] for r in old.rows] == [0] and old.rows[0]["psnr"] == pytest.approx(ref["psnr"], rel=1e-6)
 
 
 def test_reconstruction_is_scored_against_clean_and_named(two_volumes, tmp_path, capsys):
     model_dir = export_run(make_run(tmp_path), tmp_path / "tiny")
     out = tmp_path / "res"
-    assert main(["eval", *map(str, two_volumes), "--models", "zerofill", str(model_dir), "--out", str(out)]) == 0
+    assert main(["eval", *map(str, two_volumes), "--models", "zerofill", str(model_dir), "--draws", "2",
+                 "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "per_volume.csv")))
     assert {(r["model"], r["branch"]) for r in rows} == {("zerofill", "sr"), ("tiny", "sr"), ("tiny", "rec")}
     summary = json.loads((out / "summary.json").read_text())
@@ -95,7 +111,7 @@ def test_bar_chart_draws_the_summary_means(two_volumes, tmp_path):
 
     vols = [read_volume(p) for p in two_volumes]
     deg = Degradation(kind="kspace", scale=2)
-    result = evaluate([load_candidate(n, 2, "kspace") for n in ("bicubic", "zerofill")], vols, deg)
+    result = evaluate([load_candidate(n, 2, "kspace") for n in ("bicubic", "zerofill")], vols, deg, draws=2)
     summary = {**result.summary, "withrec": {"sr": {"psnr": (30.0, 0.5), "ssim": (0.9, 0.01)},
                                              "rec": {"psnr": (33.0, float("nan")), "ssim": (0.95, 0.0)}}}
     fig = metric_bar_chart(summary, tmp_path / "bars.png", protocol=result.protocol, dpi=80)
@@ -161,7 +177,7 @@ def test_a_recipe_is_scored_on_its_test_share_with_its_degradation(tmp_path, dat
     from iconet.data.datasets import split_subjects
 
     recipe = _recipe(tmp_path, data_root, scale=4)
-    assert main(["eval", str(recipe), "--models", "bicubic", "--out", str(tmp_path / "e")]) == 0
+    assert main(["eval", str(recipe), "--models", "bicubic", "--draws", "2", "--out", str(tmp_path / "e")]) == 0
     test = split_subjects(["subA", "subB", "subC"], [0.4, 0.3, 0.3], 0)[2]
     rows = list(csv.DictReader(open(tmp_path / "e" / "per_volume.csv")))
     assert sorted({r["volume"] for r in rows}) == sorted(test) and len(test) == 1
@@ -171,7 +187,7 @@ def test_a_recipe_is_scored_on_its_test_share_with_its_degradation(tmp_path, dat
     assert f"scored on its test subjects: {test[0]}" in capsys.readouterr().err
     # the same volume given directly, with the same degradation, scores the same
     assert main(["eval", str(data_root / f"{test[0]}.nii.gz"), "--models", "bicubic", "--scale", "4",
-                 "--out", str(tmp_path / "d")]) == 0
+                 "--draws", "2", "--out", str(tmp_path / "d")]) == 0
     direct = list(csv.DictReader(open(tmp_path / "d" / "per_volume.csv")))
     assert float(direct[0]["psnr"]) == pytest.approx(float(rows[0]["psnr"]), abs=1e-9)
 

@@ -55,6 +55,17 @@ def add_parser(sub: Any) -> None:
                    help="tissue (the default when given alone): Dice CSF/GM/WM of each SR output against HR's "
                         "segmentation by a fixed intensity model fitted on HR; tumour: the same with three "
                         "intensity classes inside the BraTS whole-tumour label (needs --layout brats2021)")
+    p.add_argument("--draws", type=int, default=None, metavar="K",
+                   help="seeded mask draws per volume (default 8; 1 where nothing is random, e.g. bicubic)")
+    p.add_argument("--masks", choices=("random", "equispaced"), default="random",
+                   help="random: K seeded draws of the degradation's mask (default); equispaced: one deterministic "
+                        "equispaced mask per volume (K = 1)")
+    p.add_argument("--reference", default=None, metavar="MODEL",
+                   help="the model every other is compared with on the same draws (default: bicubic when scored, "
+                        "else the first of --models); a lead is claimed only where the paired 95 %% interval excludes 0")
+    p.add_argument("--normalize-on", choices=("lr", "hr"), default=None,
+                   help="take the normalisation statistic on each draw's LR volume (default, what iconet infer does) "
+                        "or on HR (the older convention, to reproduce earlier numbers)")
     p.add_argument("--series-uid", default=None, metavar="UID",
                    help="the series to score from a DICOM folder holding several (one DATA folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation in --out")
@@ -114,6 +125,11 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _distinct(vols: list[Any]) -> None:
+    """Distinct names, and volumes only: a 2-D image (PNG, one DICOM slice) is refused, not scored as a volume."""
+    from iconet.data.validate import require_volume
+
+    for v in vols:
+        require_volume(v)
     names = [v.name for v in vols]
     if len(set(names)) != len(names):
         raise UserError(f"test volumes must have distinct names, got {names}")
@@ -141,6 +157,26 @@ def _brats_volumes(paths: list[Path], contrast: str, need_labels: bool) -> tuple
     return vols, labels
 
 
+def _draw_options(args: argparse.Namespace) -> dict[str, Any]:
+    from iconet.evaluation.runner import DEFAULT_DRAWS
+
+    if args.masks == "equispaced" and args.draws not in (None, 1):
+        raise UserError(f"--masks equispaced is one deterministic mask per volume: --draws {args.draws} cannot apply")
+    if args.draws is not None and args.draws < 1:
+        raise UserError(f"--draws must be at least 1, got {args.draws}")
+    return {"draws": args.draws or DEFAULT_DRAWS, "masks": args.masks, "reference": args.reference}
+
+
+def _normalization(recipe: dict[str, Any] | None, on: str | None) -> Any:
+    """The recipe's normalisation (else the default, the LR's 99.5th percentile), with ``--normalize-on``."""
+    import dataclasses
+
+    from iconet.data.normalize import NormalizeConfig
+
+    cfg = (recipe or {}).get("normalization") or NormalizeConfig(reference="lr")
+    return dataclasses.replace(cfg, reference=on) if on else cfg
+
+
 def run(args: argparse.Namespace) -> int:
     from iconet.data.degrade import Degradation
     from iconet.evaluation.runner import evaluate, load_candidate, markdown_table
@@ -165,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     for c in candidates:
         if c.grid != degradation.grid:
             raise UserError(f"{c.source}: trained on the {c.grid} grid, the test data use the {degradation.grid} grid")
+    if args.reference:  # a model given by its path is named by its folder in the tables
+        args.reference = next((c.name for c in candidates if args.reference in (c.name, c.source)), args.reference)
     labels: dict[str, Any] | None = None
     if recipe:
         volumes = recipe["volumes"]
@@ -174,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         volumes = _volumes(args.data, args.series_uid)
     result = evaluate(candidates, volumes, degradation, axis=args.axis, downstream=args.downstream or False,
                       labels=labels if args.downstream == "tumour" else None, contrast=args.contrast,
-                      normalization=recipe["normalization"] if recipe else None)
+                      normalization=_normalization(recipe, args.normalize_on), **_draw_options(args))
     if recipe:
         print(f"{args.data[0]}: scored on its {recipe['share']} subjects: {', '.join(v.name for v in volumes)}",
               file=sys.stderr)
@@ -191,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
         if result.reference:
             extra["reference"] = {"mapping": result.reference_mapping, **result.reference}
         tmp.write_text(json.dumps({"protocol": result.protocol, "degradation": result.degradation, **extra,
-                                   "models": result.summary}, indent=1))
+                                   "draws": result.draws, "interval": result.interval_method,
+                                   "reference_model": result.reference_model, "models": result.summary}, indent=1))
     table = markdown_table(result, args.scale)
     with atomic_output(targets[2]) as tmp:
         tmp.write_text(table + "\n")
@@ -208,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
         n_vol = len({r["volume"] for r in result.rows})
         with atomic_output(targets[3]) as tmp:
             metric_bar_chart(result.summary, tmp, protocol=f"{result.protocol}. Degradation: {deg}.",
-                             title=f"x{args.scale}, {args.degradation} degradation, {n_vol} volume{'s' if n_vol > 1 else ''}")
+                             title=f"x{args.scale}, {args.degradation} degradation, {n_vol} volume{'s' if n_vol > 1 else ''}, "
+                                   f"{result.draws['k']} draw{'s' if result.draws['k'] > 1 else ''} each")
         written.append(targets[3])
     print(table)
     print("\nwrote " + ", ".join(map(str, written)))

@@ -109,7 +109,9 @@ def metric_bar_chart(
 
     Args:
         summary: model name → ``{"sr": {"psnr": (mean, std), "ssim": (mean, std), ...},
-            "rec": {...}}`` (``EvalResult.summary``; ``rec`` only where a model has one).
+            "rec": {...}}`` (``EvalResult.summary``; ``rec`` only where a model has one), and
+            optionally ``"intervals": {branch: {metric: {"low", "high", ...}}}``: the error bars
+            then show those 95 % intervals instead of the std.
         path: PNG to write (its folder must exist). The image is exactly
             ``fig.get_size_inches() × dpi`` pixels (whole quarter inches, no tight cropping).
         protocol: the metric protocol line, printed (wrapped) as the caption under the panels.
@@ -118,7 +120,7 @@ def metric_bar_chart(
 
     One bar per model for its SR output and, where the model has one, a second, hatched bar
     for its reconstruction (REC vs CLEAN), so the two are never read as one. Bar height = the
-    mean over volumes, error bar = the std (none when it is not finite, e.g. one volume with
+    mean, error bar = the interval or the std (none when it is not finite, e.g. one unit or
     PSNR = inf), the mean printed on the bar. A non-finite mean draws no bar, only its text.
     The value axes are zoomed to the bars (they need not start at 0): read the printed values.
 
@@ -134,7 +136,9 @@ def metric_bar_chart(
     if "sr" not in branches:
         raise ValueError("metric_bar_chart: no model has an SR summary")
     width = max(7.0, 2.0 + 2 * len(names) * (0.45 * len(branches) + 0.35))
-    note = "Bars: mean over volumes; error bars: ± sample std." + (f" Protocol: {protocol}" if protocol else "")
+    with_iv = any("intervals" in summary[n] for n in names)
+    note = ("Bars: mean over all (volume, draw) units; error bars: 95 % interval (see the protocol)." if with_iv
+            else "Bars: mean over volumes; error bars: ± sample std.") + (f" Protocol: {protocol}" if protocol else "")
     caption = "\n".join(textwrap.wrap(note, int(width * 20)))
     n_caption = caption.count("\n") + 1
     height = 3.4 + 0.13 * n_caption + (0.3 if title else 0)
@@ -156,14 +160,19 @@ def metric_bar_chart(
                 if not math.isfinite(mean):
                     ax.text(xi, 0.5, str(mean), transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
                     continue
-                err = std if math.isfinite(std) and std > 0 else None
+                err: Any = std if math.isfinite(std) and std > 0 else None
+                iv = summary[name].get("intervals", {}).get(branch, {}).get(metric)
+                if iv is not None:  # the 95 % interval (asymmetric in general); none for one unit
+                    ok = math.isfinite(iv["low"]) and math.isfinite(iv["high"])
+                    err = [[mean - iv["low"]], [iv["high"] - mean]] if ok else None
                 bars = ax.bar(xi, mean, bar_w * 0.9, yerr=err, capsize=3, color=colour,
                               hatch="//" if branch == "rec" else None, edgecolor="white" if branch == "rec" else None,
                               label=text if i == min(k for k, n in enumerate(names) if branch in summary[n]) else None)
                 bars.patches[0].set_gid(f"{name}/{branch}/{metric}")
                 ax.bar_label(bars, labels=[f"{mean:.{digits}f}"], padding=2, fontsize=7)
-                lows.append(mean - (err or 0.0))
-                highs.append(mean + (err or 0.0))
+                down, up = (err[0][0], err[1][0]) if isinstance(err, list) else (err or 0.0, err or 0.0)
+                lows.append(mean - down)
+                highs.append(mean + up)
         if lows:
             lo, hi = min(lows), max(highs)
             span = max(hi - lo, 0.02 if metric == "ssim" else 2.0)  # near-equal bars look near-equal

@@ -157,8 +157,13 @@ class MetricProtocol:
             return f"HR > {t:g} × {v:g} = {t * v:g}"
         return f"HR > {t:g} × max(HR volume)"
 
-    def describe(self) -> str:
-        """One human line stating the protocol, to print under every table of metrics."""
+    def describe(self, *, slices: str | None = None, spread: str | None = None) -> str:
+        """One human line stating the protocol, to print under every table of metrics.
+
+        ``slices`` replaces ``"slices along axis <slice_axis>"`` where the arrays scored are a
+        stack built from the user's volume (say ``"axial slices (axis 2 of the volume)"``, not the
+        stack's axis 0); ``spread`` replaces ``"mean ± sample std (ddof=1) over volumes"``.
+        """
         masked = self.mask == "foreground"
         if self.data_range == "hr_max":
             rng = "data_range = max(HR volume)"
@@ -193,8 +198,8 @@ class MetricProtocol:
         parts = []
         if self.crop is not None:
             parts.append(f"centre crop {self.crop[0]}×{self.crop[1]} of each slice first")
-        parts += [psnr_txt, ssim_txt, nmse_txt, f"slices along axis {self.slice_axis}"]
-        parts.append("float64; mean ± sample std (ddof=1) over volumes")
+        parts += [psnr_txt, ssim_txt, nmse_txt, slices or f"slices along axis {self.slice_axis}"]
+        parts.append("float64; " + (spread or "mean ± sample std (ddof=1) over volumes"))
         return "; ".join(parts)
 
 
