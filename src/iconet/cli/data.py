@@ -15,7 +15,8 @@ from iconet.cli.progress import add_quiet, progress_bar, say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("data", help="fetch sample data, inspect files")
+    p = subparsers.add_parser("data", help="fetch sample data, inspect files", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
 
@@ -38,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     i = sub.add_parser("info", help="print shape, dtype, spacing, orientation, modality, value range")
     i.add_argument("file", type=Path, help="NIfTI / DICOM file or series folder / fastMRI .h5 / ...")
-    i.add_argument("--frame", type=int, default=None, help="frame of a 4-D or multi-frame file")
+    i.add_argument("--frame", type=int, default=None, metavar="N",
+                   help="the frame to read from a 4-D NIfTI (a multi-frame DICOM is read as one volume)")
     i.add_argument("--series-uid", default=None, metavar="UID",
                    help="the series to read from a DICOM folder holding several (listed when none is given)")
     add_quiet(i)

@@ -118,7 +118,7 @@ def read_volume(
         from iconet.data.dicom import read_dicom
 
         if frame is not None:
-            raise DataError(p, "frame= selects a frame of a 4-D NIfTI; DICOM input has no "
+            raise DataError(p, "--frame (frame=) selects a frame of a 4-D NIfTI; DICOM input has no "
                                "frame selection (several series: use --series-uid UID, in Python series_uid=)")
         vol = read_dicom(p, series_uid=series_uid, max_bytes=max_bytes)
     elif fmt in ("png", "tiff", "npy"):
