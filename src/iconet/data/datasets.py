@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from iconet.data.degrade import Degradation, crop_to_multiple, pad_to_multiple, seed_from_name
-from iconet.data.normalize import Normalization, NormalizeConfig, default_config, normalize
+from iconet.data.normalize import Normalization, NormalizeConfig, default_config, lr_volume, normalize
 from iconet.data.volume import Volume
 
 AXES: tuple[int, ...] = (0, 1, 2)
@@ -56,7 +56,9 @@ class SliceConfig:
         foreground_fraction: keep slices whose foreground fraction exceeds this (0.10 = 10 %).
         slice_step: keep every n-th of the foreground slices (docs/design.md §7 uses 2 for evaluation).
         normalization: the method; ``None`` = per-modality default
-            (:func:`iconet.data.normalize.default_config`).
+            (:func:`iconet.data.normalize.default_config`). With ``reference: lr`` the
+            statistic is taken on the volume degraded once along the last of :attr:`axes`
+            (axis 2 for ``"all"``), mask seeded from its name (:func:`iconet.data.normalize.lr_volume`).
         degrade_whole_slice: with ``patch_size``: degrade the whole slice, then crop the LR,
             CLEAN and stage targets of the patch from it (at an origin on the LR grid), as an
             acquisition of the whole field of view would. Off (default): the HR patch is cropped
@@ -156,7 +158,11 @@ class SliceDataset(Dataset):
                 raise ValueError(f"two volumes are named {name!r}; volume names must be unique")
             seen.add(name)
             ncfg = self.config.normalization or default_config(vol.modality)
-            arr, norm = normalize(vol.data, ncfg)
+            # reference "lr": the statistic of the LR volume along the last slicing axis, mask seeded
+            # from the volume's name: the LR `iconet eval` makes in its draw 0 and what infer measures
+            stats = (lr_volume(vol.data, self.degradation, self.config.axes[-1], name, fit=self.config.fit)
+                     if ncfg.needs_lr else None)
+            arr, norm = normalize(vol.data, ncfg, stats_from=stats)
             entry = _Entry(name=name, array=arr, norm=norm)
             for ax in self.config.axes:
                 idx = foreground_slices(arr, ax, self.config.foreground_threshold, self.config.foreground_fraction)
