@@ -39,6 +39,7 @@ import yaml
 
 from iconet.domain import describe, training_domain
 from iconet.config import ConfigError, from_dict, load_yaml, to_dict
+from iconet.data.normalize import describe_reference
 from iconet.hub import (
     CARD_FILE,
     CONFIG_FILE,
@@ -147,6 +148,19 @@ def _normalisation(data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(modality, str):
         out["modality"] = modality
     return out, source
+
+
+def _validation_protocol(protocol: Any, data: Mapping[str, Any]) -> str | None:
+    """The run's recorded protocol line with the slice axis the run validated on: the trainer
+    scores stacks whose slices lie along their axis 0, whatever ``data.val_axis`` was."""
+    if not isinstance(protocol, str) or not protocol:
+        return None
+    axis = data.get("val_axis") if isinstance(data, Mapping) else None
+    if axis is None:
+        axis = data.get("axis", 2) if isinstance(data, Mapping) else 2
+    where = ("slices along all three axes (0, 1, 2) of each validation volume" if axis == "all"
+             else f"slices along axis {axis} of each validation volume")
+    return protocol.replace("slices along axis 0", where)
 
 
 def _plain(x: Any) -> Any:
@@ -289,6 +303,8 @@ def _card(
         + ", ".join(f"{k}={_fmt(v)}" for k, v in norm.items())
         + ". Inputs must be normalised the same way and outputs un-normalised before scoring.",
         "",
+        f"Which volume the statistic is taken on: {describe_reference(norm)}.",
+        "",
         "## Degradation",
         "",
         f"The LR inputs were synthesised with the `{degradation.get('kind')}` degradation at x"
@@ -396,7 +412,7 @@ def _prepare(run_dir: Path, checkpoint: str) -> _Export:
     if chosen is None and checkpoint == "best" and isinstance(all_metrics.get("last"), dict):
         chosen = all_metrics["last"]
     chosen = dict(chosen or {})
-    protocol = chosen.pop("protocol", None) or all_metrics.get("protocol")
+    protocol = _validation_protocol(chosen.pop("protocol", None) or all_metrics.get("protocol"), cfg.get("data") or {})
     if not chosen:
         notes.append("the checkpoint records no validation metrics")
 

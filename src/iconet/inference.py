@@ -315,7 +315,8 @@ def super_resolve_volume(
         ``options.save_rec``, ``"rec"``: the reconstruction at the input's geometry. Output
         dtype is the input's (integers clipped to their range). ``sr.meta["iconet_tile"]`` is
         the LR tile side used (0: whole slices), ``sr.meta["iconet_circular_slices"]`` the
-        number of slices whose borders were extended circularly (``options.pad``).
+        number of slices whose borders were extended circularly (``options.pad``),
+        ``sr.meta["iconet_normalization"]`` the normalisation used (its ``high`` taken on ``volume``).
     """
     opts = options or InferenceOptions()
     vol = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
@@ -330,6 +331,8 @@ def super_resolve_volume(
     if norm_cfg.clip is None or norm_cfg.clip:
         # Keep the highlights at inference: clipping would lose what is above the percentile.
         norm_cfg = NormalizeConfig(**{**vars(norm_cfg), "clip": False})
+    # The statistic is taken on the volume given, the LR: what `reference: lr` models were trained
+    # with; a `reference: hr` model (older) was trained with HR's, which no LR can give.
     data, norm = normalize(np.asarray(vol.data, dtype=np.float32), norm_cfg)
     slices = np.moveaxis(np.asarray(data, dtype=np.float32), axis, 0)  # (n, a, b)
     s = model.scale
@@ -359,7 +362,7 @@ def super_resolve_volume(
         "sr": vol.with_data(restore_dtype(np.moveaxis(denormalize(sr, norm), 0, axis), dtype), affine,
                             derived_from=str(vol.source) if vol.source else None,
                             iconet_scale=s, iconet_grid=grid, iconet_axis=axis, iconet_tile=tile,
-                            iconet_circular_slices=circular)
+                            iconet_circular_slices=circular, iconet_normalization=norm.as_dict())
     }
     if rec is not None:
         result["rec"] = vol.with_data(restore_dtype(np.moveaxis(denormalize(rec, norm), 0, axis), dtype))
