@@ -398,7 +398,7 @@ def test_the_shipped_fourier_branch_model_tiles_within_its_stated_tolerance():
     """The shipped x2 model's Fourier branch transforms each tile's rows as one period, so tiles
     agree with the whole slice less closely than local networks do (measured on this sample:
     33.4 / 33.7 / 34.4 dB at tiles 32 / 48 / 64; the ReLU weights without the branch and
-    EDSR-baseline 41-42 dB at 48). Stated tolerance: 32 dB."""
+    EDSR-baseline 41-42 dB at 48). Stated tolerance: 32 dB; a better tiler may only raise it."""
     from iconet.hub import load_model
 
     model, info = load_model("iconet-t1-x2")
@@ -406,4 +406,4 @@ def test_the_shipped_fourier_branch_model_tiles_within_its_stated_tolerance():
     lr = _lr_of(_hr_slab(), "kspace")
     whole = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"].data
     tiled = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=48, overlap=0.5))["sr"].data
-    assert 32 < _psnr(whole, tiled) < 45  # close, and (unlike a local network's) visibly not the same
+    assert _psnr(whole, tiled) > 32
