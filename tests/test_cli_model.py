@@ -46,7 +46,9 @@ def test_a_shipped_name_is_summarised_from_its_folder(shipped, capsys):
     domain = _field(out, "domain")
     assert domain.startswith(f"{cfg['domain']['modality']} {cfg['domain']['contrast']} ({cfg['domain']['intensity']})")
     assert cfg["domain"]["trained_on"] in domain
-    assert _field(out, "normalise") == f"percentile (percentile={cfg['data']['normalization']['percentile']:g})"
+    assert _field(out, "normalise") == (f"percentile (percentile={cfg['data']['normalization']['percentile']:g}); "
+                                        "statistic of the HR volume (reference: hr, older): iconet infer takes it "
+                                        "on the LR, inputs run brighter")
     assert _field(out, "exported") == f"step {metrics['step']}, EMA weights"
     assert _field(out, "card") == str(info.path / "model_card.md")
     val = metrics["validation"]

@@ -90,12 +90,15 @@ def domain_text(domain: dict[str, Any] | None) -> str:
 
 
 def normalization_text(norm: dict[str, Any] | None) -> str:
-    """``"percentile (percentile=99.5)"``: the method and the fields that are set."""
+    """``"percentile (percentile=99.5); statistic of the LR volume (reference: lr), ..."``: the
+    method, the fields that are set, and which volume the statistic is taken on."""
+    from iconet.data.normalize import describe_reference
+
     if not norm:
         return "unknown"
     rest = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in norm.items() if k != "method" and v is not None)
-    return f"{norm.get('method', '?')}" + (f" ({rest})" if rest else "")
+                     for k, v in norm.items() if k not in ("method", "reference") and v is not None)
+    return f"{norm.get('method', '?')}" + (f" ({rest})" if rest else "") + f"; {describe_reference(norm, short=True)}"
 
 
 def headline_text(metrics: dict[str, Any], step: int | None) -> str | None:

@@ -90,15 +90,21 @@ class NormalizeConfig:
         return self.reference == "lr" and self.measures
 
 
-def describe_reference(cfg: NormalizeConfig | dict[str, Any] | None) -> str:
+def describe_reference(cfg: NormalizeConfig | dict[str, Any] | None, *, short: bool = False) -> str:
     """One line saying which volume a model's normalisation statistic came from in training
-    (for model cards and ``iconet model``); a mapping without ``reference`` is the old ``hr``."""
+    (model cards; ``short``: a clause for ``iconet model``); a mapping without ``reference`` is
+    the old ``hr``."""
     if cfg is None:
         cfg = NormalizeConfig()
     elif isinstance(cfg, dict):
         cfg = NormalizeConfig(**{k: v for k, v in cfg.items() if k in NormalizeConfig.__dataclass_fields__})
     if not cfg.measures:
+        if short:
+            return "fixed values, no statistic"
         return f"fixed values ({cfg.method}: low={cfg.low}, high={cfg.high}): no statistic is taken, train and infer agree"
+    if short:
+        return ("statistic of the LR volume (reference: lr), as iconet infer takes it" if cfg.reference == "lr" else
+                "statistic of the HR volume (reference: hr, older): iconet infer takes it on the LR, inputs run brighter")
     what = f"the {cfg.percentile:g}th percentile" if cfg.method == "percentile" else "the min/max"
     if cfg.reference == "lr":
         return f"reference: lr ({what} of the LR volume in training, validation, eval and infer alike)"
