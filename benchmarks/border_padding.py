@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from iconet.data.degrade import Degradation
+from iconet.data.normalize import NormalizeConfig
 from iconet.data.nifti import read_nifti
 from iconet.evaluation.runner import Candidate, evaluate, load_candidate
 from iconet.inference import KSPACE_MARGIN, circular_rows, forward_whole
@@ -88,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             scores, counts = {}, {}
             for mode in modes:
                 cands = [Candidate(c.name, BorderPadded(c.model, mode), c.grid, c.source) for c in base]
-                res = evaluate(cands, [vol], deg, axis=axis, batch=8)
+                # the wrapper pads, so the infer path must not (pad none); one draw and HR's statistic:
+                # the protocol its results were measured with
+                res = evaluate(cands, [vol], deg, axis=axis, batch=8, pad="none", draws=1,
+                               normalization=NormalizeConfig())
                 scores[mode] = {c.name: res.summary[c.name]["sr"] for c in base}
                 counts[mode] = {c.name: c.model.counts for c in cands}
             for c in base:
