@@ -517,7 +517,9 @@ def markdown_table(result: EvalResult, scale: int) -> str:
                 cells.append(f"**{text}**" if top[k] == n else text)
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines += ["", f"{result.downstream or 'Downstream: tissue Dice against the segmentation of HR'}."]
-        lines[-1] = lines[-1][:-1] + " (mean ± sample std over all (volume, draw) units)."
+        spread_units = units > 1  # the last model's count: every model has the same units
+        lines[-1] = lines[-1][:-1] + (" (mean ± sample std over all (volume, draw) units)." if spread_units
+                                      else " (one volume, one draw: the value alone).")
         if result.reference:
             n_vol = sum(1 for r in result.rows if r["branch"] == "labels")
             expert = ", ".join(f"{k.removeprefix('expert_dice_').upper()} {_mean_std(*v, n_vol, 4)}"
