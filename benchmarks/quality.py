@@ -12,7 +12,7 @@ Steps (one command each, from a fresh clone after ``pip install -e .``):
 
     iconet data fetch-samples --dest data && python scripts/make_s1_holdout.py
     python benchmarks/quality.py train [--groups ...] [--steps-x2 N --steps-x4 N | --budget SECONDS]
-    python benchmarks/quality.py score [--groups ...]      # iconet eval on data/colin27_T1.nii.gz
+    python benchmarks/quality.py score [--groups ...] [--draws 8]   # iconet eval on data/colin27_T1.nii.gz
     python benchmarks/quality.py table                     # benchmarks/results/quality.md
     python benchmarks/quality.py figure --groups kspace_x2 kspace_x4   # docs/img/colin27_<group>.png
     python benchmarks/quality.py input                     # the LR input vs CLEAN (the bar for REC)
@@ -25,6 +25,11 @@ A second seed of some runs, in a root of its own (``--only`` takes GROUP/MODEL n
     python benchmarks/quality.py export --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
     python benchmarks/quality.py score --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
     python benchmarks/quality.py table --groups kspace_x4 --root runs/seed1 --results benchmarks/results/seed1
+
+``score`` scores every model on K seeded mask draws of Colin27 (``--draws``, default 8) with the
+statistic of normalisation taken on the LR (``--normalize-on hr`` for the older convention);
+``table`` adds, under each group's table, every ICONet's paired difference to every trained peer
+on the same draws with its 95 % interval: a lead is claimed only where it excludes 0.
 
 ``train`` runs every run of the chosen groups *at the same time* (``--jobs``, default all; one
 GPU is shared, each process gets ``--threads`` CPU threads). With ``--budget`` it first trains
@@ -268,7 +273,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             models.append(str(exported if exported.exists() else args.root / g / m))
         out = args.root / f"eval_{g}"
         cmd = [sys.executable, "-m", "iconet", "eval", str(args.data), "--models", *models, "--scale",
-               str(grp["scale"]), "--degradation", grp["kind"], "--axis", "2", "--downstream", "--out", str(out), "--overwrite"]
+               str(grp["scale"]), "--degradation", grp["kind"], "--axis", "2", "--downstream", "--draws", str(args.draws),
+               *(["--normalize-on", args.normalize_on] if args.normalize_on else []), "--out", str(out), "--overwrite"]
         print(" ".join(cmd), flush=True)
         bad += subprocess.run(cmd).returncode != 0
     return 1 if bad else 0
@@ -288,11 +294,44 @@ def cmd_table(args: argparse.Namespace) -> int:
             continue
         lines += [f"## {g}", "", path.read_text().strip(), ""]
         gathered["groups"][g] = json.loads((args.root / f"eval_{g}" / "summary.json").read_text())
+        leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv")
+        if leads:
+            gathered["groups"][g]["leads"] = leads
+            lines += [f"Leads of each ICONet over each trained peer on the same draws ({g}):", "",
+                      "| model | over | Δ PSNR (dB) [95 %] | Δ SSIM [95 %] | claim (PSNR / SSIM) |", "|---|---|---:|---:|---|"]
+            lines += [f"| {x['model']} | {x['over']} | {x['psnr_text']} | {x['ssim_text']} | "
+                      f"{x['psnr']['claim']} / {x['ssim']['claim']} |" for x in leads]
+            lines.append("")
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "quality.md").write_text("\n".join(lines) + "\n")
     (args.results / "quality.json").write_text(json.dumps(gathered, indent=1))
     print("\n".join(lines))
     return 0
+
+
+def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
+    """Paired differences of every ICONet run of ``group`` to every trained peer (EDSR-baseline,
+    T2Net-style) on the same volumes and draws, read back from the group's ``per_volume.csv``."""
+    import csv
+
+    from iconet.evaluation.runner import paired_from_rows
+    from iconet.evaluation.stats import Interval, format_interval
+
+    if not per_volume.exists():
+        return []
+    rows = list(csv.DictReader(open(per_volume)))
+    names = {r["model"] for r in rows}
+    out = []
+    for mine in ("iconet", "iconet_fast", "iconet_small"):
+        for peer in ("edsr", "t2net"):
+            a, b = f"{group}_{mine}", f"{group}_{peer}"
+            if a in names and b in names:
+                x = {"model": a, "over": b, **{m: paired_from_rows(rows, a, b, m) for m in ("psnr", "ssim")}}
+                for m, digits in (("psnr", 2), ("ssim", 4)):
+                    iv = Interval(**{k: x[m][k] for k in ("mean", "low", "high", "n_volumes", "n_draws", "method")})
+                    x[f"{m}_text"] = format_interval(iv, digits, signed=True)
+                out.append(x)
+    return out
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
@@ -402,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--jobs", type=int, default=8)
         if name in ("score", "figure", "input"):
             p.add_argument("--data", type=Path, default=COLIN27)
+        if name == "score":
+            p.add_argument("--draws", type=int, default=8, help="seeded mask draws per volume (iconet eval --draws)")
+            p.add_argument("--normalize-on", choices=("lr", "hr"), default=None,
+                           help="the normalisation statistic's volume (iconet eval --normalize-on; default lr)")
         if name == "figure":
             p.add_argument("--figures", type=Path, default=REPO / "docs/img")
         if name in ("table", "input"):

@@ -402,11 +402,20 @@ def evaluate(
 
 
 def _per_volume(rows: list[dict[str, Any]], model: str, branch: str, metric: str) -> dict[str, list[float]]:
-    """``volume → [value of draw 0, 1, ...]`` for one model, branch and metric."""
+    """``volume → [value of draw 0, 1, ...]`` for one model, branch and metric (rows as evaluated,
+    or as read back from ``per_volume.csv``: strings are converted)."""
     out: dict[str, list[float]] = {}
-    for r in sorted((r for r in rows if r["model"] == model and r["branch"] == branch), key=lambda r: r["draw"]):
+    for r in sorted((r for r in rows if r["model"] == model and r["branch"] == branch), key=lambda r: int(r["draw"])):
         out.setdefault(r["volume"], []).append(float(r[metric]))
     return out
+
+
+def paired_from_rows(rows: list[dict[str, Any]], model: str, reference: str, metric: str = "psnr") -> dict[str, Any]:
+    """``model − reference`` on their common (volume, draw) units of ``rows`` (an
+    :attr:`EvalResult.rows` or a ``per_volume.csv`` read back): the interval as a dict plus
+    ``"claim"``. For comparing two models neither of which was the table's reference."""
+    diff = paired(_per_volume(rows, model, "sr", metric), _per_volume(rows, reference, "sr", metric))
+    return {**diff.as_dict(), "claim": claim(diff, higher_is_better=metric != "nmse")}
 
 
 def _summaries(candidates: list[Candidate], rows: list[dict[str, Any]], kind: str | None, ref_name: str,
