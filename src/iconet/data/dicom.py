@@ -343,6 +343,14 @@ def _assemble(frames: Sequence[_Frame], where: Path, rows: int, cols: int,
         dev = np.linalg.norm(actual - expected, axis=1)
         tol = _POS_REL_TOL * float(np.linalg.norm(step)) + 1e-3
         if dev.max() > tol:
+            wide = np.flatnonzero(np.abs(gaps) > 1.5 * typical)
+            if wide.size:  # name the first hole: the slices on either side of it
+                i = int(wide[0])
+                lost = max(1, int(round(abs(gaps[i]) / typical)) - 1)
+                raise DataError(where, f"slice positions are not evenly spaced: {lost} slice(s) missing "
+                                       f"between {frames[i].label} and "
+                                       f"{frames[i + 1].label} (gap {abs(gaps[i]):.4g} mm where the "
+                                       f"slices are {typical:.4g} mm apart)")
             raise DataError(where, f"slice positions are not evenly spaced (gaps from "
                                    f"{gaps.min():.4g} to {gaps.max():.4g} mm; missing slices?)")
     else:
