@@ -126,6 +126,27 @@ def test_infer_folder_is_quiet_in_a_pipe(tmp_path, monkeypatch, capsys):
     assert rc == 0 and stderr == "" and len(stdout.splitlines()) == 3
 
 
+def _eval_argv(tmp_path: Path, out: str) -> list[str]:
+    first = _slab(tmp_path)
+    second = tmp_path / "slab_b.nii.gz"
+    shutil.copy(first, second)
+    return ["eval", str(first), str(second), "--models", "bicubic", "--degradation", "bicubic", "--out", str(tmp_path / out)]
+
+
+def test_eval_bar_counts_volume_model_passes_on_a_terminal(tmp_path, monkeypatch, capsys):
+    rc, stdout, stderr = _run(_eval_argv(tmp_path, "e"), monkeypatch, capsys, terminal=True)
+    assert rc == 0 and "| bicubic |" in stdout and stdout.rstrip().splitlines()[-1].startswith("wrote ")
+    assert "loading models" in stderr and "scoring (volume x draw x model)" in stderr
+    assert "| 1.0/2 [" in stderr and "100%" in stderr and "| 2.0/2 [" in stderr  # 2 volumes x 1 draw x 1 model
+
+
+@pytest.mark.parametrize("how", ["pipe", "quiet"])
+def test_eval_prints_only_its_results_in_a_pipe_or_with_quiet(tmp_path, monkeypatch, capsys, how):
+    argv = _eval_argv(tmp_path, "e") + (["--quiet"] if how == "quiet" else [])
+    rc, stdout, stderr = _run(argv, monkeypatch, capsys, terminal=how == "quiet")
+    assert rc == 0 and "| bicubic |" in stdout and stderr == ""
+
+
 def test_data_info_shows_reading_on_a_terminal_only(monkeypatch, capsys):
     rc, stdout, stderr = _run(["data", "info", str(sample_path())], monkeypatch, capsys, terminal=True)
     assert rc == 0 and "181 x 217 x 8" in stdout and "reading colin27_slab.nii.gz" in stderr

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from iconet.cli import UserError
-from iconet.cli.progress import add_quiet
+from iconet.cli.progress import add_quiet, progress_bar
 
 
 def add_parser(sub: Any) -> None:
@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     if any(t.exists() for t in targets) and not args.overwrite:
         raise UserError(f"{out}: holds an earlier evaluation (use --overwrite to replace it)")
     degradation = recipe["degradation"] if recipe else Degradation(kind=args.degradation, scale=args.scale)
-    candidates = [load_candidate(m, args.scale, degradation.grid) for m in args.models]
+    with progress_bar(desc="loading models", quiet=args.quiet, bar_format="{desc} {elapsed}"):
+        candidates = [load_candidate(m, args.scale, degradation.grid) for m in args.models]
     for c in candidates:
         if c.grid != degradation.grid:
             raise UserError(f"{c.source}: trained on the {c.grid} grid, the test data use the {degradation.grid} grid")
@@ -210,9 +211,17 @@ def run(args: argparse.Namespace) -> int:
         volumes, labels = _brats_volumes(args.data, args.contrast, args.downstream == "tumour")
     else:
         volumes = _volumes(args.data, args.series_uid)
-    result = evaluate(candidates, volumes, degradation, axis=args.axis, downstream=args.downstream or False,
-                      labels=labels if args.downstream == "tumour" else None, contrast=args.contrast,
-                      normalization=_normalization(recipe, args.normalize_on), **_draw_options(args))
+    # One bar over the (volume, mask draw, model) passes, moved after every batch of slices.
+    with progress_bar(desc="scoring (volume x draw x model)", unit="pass", quiet=args.quiet,
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]") as bar:
+        def tick(done: float, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = evaluate(candidates, volumes, degradation, axis=args.axis, downstream=args.downstream or False,
+                          labels=labels if args.downstream == "tumour" else None, contrast=args.contrast,
+                          normalization=_normalization(recipe, args.normalize_on), progress=tick,
+                          **_draw_options(args))
     if recipe:
         print(f"{args.data[0]}: scored on its {recipe['share']} subjects: {', '.join(v.name for v in volumes)}",
               file=sys.stderr)

@@ -224,15 +224,18 @@ def _check_fits(cand: Candidate, vol: Volume, degradation: Degradation) -> None:
         raise ValueError(f"{pair}: the model was trained on the {cand.grid} grid, the test data use the {degradation.grid} grid")
 
 
-def _forward(cand: Candidate, lr: torch.Tensor, batch: int, pad: str, want_rec: bool) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+def _forward(cand: Candidate, lr: torch.Tensor, batch: int, pad: str, want_rec: bool,
+             progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     """SR (and the LR-size rec) of the normalised LR stack ``(S, h, w)`` through the code path of
-    ``iconet infer`` (normalisation left as it is: the stack is already normalised); seconds."""
+    ``iconet infer`` (normalisation left as it is: the stack is already normalised); seconds.
+    ``progress``: called with the slices done after each batch."""
     from iconet.inference import InferenceOptions, super_resolve_volume
 
     identity = NormalizeConfig(method="window", low=0.0, high=1.0, clip=False)
     opts = InferenceOptions(plane=0, batch=batch, pad=pad, save_rec=want_rec)
     tick = time.perf_counter()
-    out = super_resolve_volume(cand.model, Volume(lr.numpy()), grid=cand.grid, normalization=identity, options=opts)
+    out = super_resolve_volume(cand.model, Volume(lr.numpy()), grid=cand.grid, normalization=identity, options=opts,
+                               progress=progress)
     seconds = time.perf_counter() - tick
     rec = torch.from_numpy(out["rec"].data) if want_rec else None
     return torch.from_numpy(out["sr"].data), rec, seconds
@@ -266,7 +269,7 @@ def evaluate(
     masks: str = "random",
     reference: str | None = None,
     pad: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> EvalResult:
     """Score every candidate on every volume and mask draw; rows per (volume, draw), summaries
     with 95 % intervals and paired differences to ``reference``.
@@ -279,7 +282,8 @@ def evaluate(
         reference: the model every other is compared with (default ``bicubic`` when scored,
             else the first candidate).
         pad: border padding as ``iconet infer --pad`` (``"none"`` for models that pad themselves).
-        progress: called after each (volume, draw, model) pass with (passes done, passes in all).
+        progress: called with (passes done, passes in all) after each batch of slices, a
+            (volume, draw, model) pass counting as 1 (fractions within a pass).
 
     ``downstream=True`` (or ``"tissue"``) adds ``dice_csf``, ``dice_gm``, ``dice_wm`` and
     ``dice_mean`` to every ``sr`` row (and a ``"downstream"`` entry to each model's summary):
@@ -369,7 +373,9 @@ def evaluate(
             for cand in candidates:
                 if cand.name not in has_rec:
                     has_rec[cand.name] = _probe(cand, vol, lr, tuple(hr.shape))
-                sr, rec, seconds = _forward(cand, lr, batch, pad, has_rec[cand.name])
+                step = None if progress is None else \
+                    lambda s, done=done, n=lr.shape[0]: progress(done + s / n, total)  # type: ignore[misc]
+                sr, rec, seconds = _forward(cand, lr, batch, pad, has_rec[cand.name], step)
                 if sr.shape != hr.shape:
                     raise ValueError(f"model {cand.name!r} on volume {vol.name!r}: the SR output has shape "
                                      f"{tuple(sr.shape)}, the HR slices {tuple(hr.shape)}")
