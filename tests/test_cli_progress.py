@@ -186,3 +186,18 @@ def test_quiet_is_offered_where_bars_are_shown():
     parsers = dict(_parsers(build_parser()))
     for name in ("iconet infer", "iconet eval", "iconet demo", "iconet data info", "iconet data fetch-samples"):
         assert "--quiet" in parsers[name].format_help(), name
+
+
+def test_demo_shows_its_elapsed_time_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    import iconet.hub as hub
+
+    empty = tmp_path / "zoo"
+    empty.mkdir()
+    monkeypatch.setattr(hub, "_zoo_root", lambda: empty)  # the interpolation peers only: fast
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    assert re.search(r"demo: super-resolving 8 Colin27 slices x2.* \d\d:\d\d", term.getvalue())
+    monkeypatch.setattr(sys, "stderr", term := Terminal())
+    assert main(["demo", "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert "demo:" not in term.getvalue() and "metrics table" in capsys.readouterr().out
