@@ -50,7 +50,19 @@ def _slab(tmp_path: Path) -> Path:
     return src
 
 
-def test_infer_bar_counts_slices_on_a_terminal(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def every_update(monkeypatch):
+    """Bars draw every update: fast batches would otherwise fall within tqdm's 0.1 s between draws."""
+    import iconet.cli.progress as progress
+
+    class EveryUpdate(progress.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "mininterval": 0})
+
+    monkeypatch.setattr(progress, "tqdm", EveryUpdate)
+
+
+def test_infer_bar_counts_slices_on_a_terminal(tmp_path, monkeypatch, capsys, every_update):
     out = tmp_path / "sr.nii.gz"
     rc, stdout, stderr = _run(["infer", str(_slab(tmp_path)), str(out), *FAST, "--batch", "2"],
                               monkeypatch, capsys, terminal=True)
@@ -69,7 +81,7 @@ def test_infer_prints_only_its_result_in_a_pipe_or_with_quiet(tmp_path, monkeypa
     assert rc == 0 and stdout == f"wrote {out}\n" and stderr == ""
 
 
-def test_infer_bar_shows_on_a_terminal_that_reports_no_size(tmp_path, monkeypatch, capsys):
+def test_infer_bar_shows_on_a_terminal_that_reports_no_size(tmp_path, monkeypatch, capsys, every_update):
     """A fresh pseudo-terminal is 0 x 0: plain tqdm hides its bar there (the silent infer)."""
     master, slave = os.openpty()
     assert os.get_terminal_size(slave) == (0, 0)
@@ -110,7 +122,7 @@ def _two_volumes(tmp_path: Path) -> Path:
     return folder
 
 
-def test_infer_folder_shows_volumes_and_slices(tmp_path, monkeypatch, capsys):
+def test_infer_folder_shows_volumes_and_slices(tmp_path, monkeypatch, capsys, every_update):
     out = tmp_path / "out"
     rc, stdout, stderr = _run(["infer", str(_two_volumes(tmp_path)), str(out), *FAST],
                               monkeypatch, capsys, terminal=True)
@@ -133,7 +145,7 @@ def _eval_argv(tmp_path: Path, out: str) -> list[str]:
     return ["eval", str(first), str(second), "--models", "bicubic", "--degradation", "bicubic", "--out", str(tmp_path / out)]
 
 
-def test_eval_bar_counts_volume_model_passes_on_a_terminal(tmp_path, monkeypatch, capsys):
+def test_eval_bar_counts_volume_model_passes_on_a_terminal(tmp_path, monkeypatch, capsys, every_update):
     rc, stdout, stderr = _run(_eval_argv(tmp_path, "e"), monkeypatch, capsys, terminal=True)
     assert rc == 0 and "| bicubic |" in stdout and stdout.rstrip().splitlines()[-1].startswith("wrote ")
     assert "loading models" in stderr and "scoring (volume x draw x model)" in stderr
