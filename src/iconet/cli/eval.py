@@ -4,9 +4,17 @@ DATA are NIfTI/DICOM volumes or folders of them (``--layout plain``, the default
 2021 folders (``--layout brats2021 --contrast t1ce``: ``BraTS2021_*/BraTS2021_*_t1ce.nii.gz``,
 one volume per case, with the case's ``_seg`` labels). Models are built-in peers
 (``bicubic``, ``zerofill``), exported model folders, shipped names, or training runs (their best
-EMA weights). Writes ``per_volume.csv``, ``summary.json``, ``table.md`` and ``bars.png`` (PSNR and
-SSIM per model, mean ± std over volumes; needs matplotlib: ``pip install iconet[figures]``) to
-``--out``.
+EMA weights). Writes ``per_volume.csv`` (one row per model, volume and draw, with the mask seed
+and the normalisation statistic), ``summary.json``, ``table.md`` and ``bars.png`` (PSNR and SSIM
+per model, mean and 95 % interval; needs matplotlib: ``pip install iconet[figures]``) to ``--out``.
+
+Every volume is scored on ``--draws K`` seeded mask draws (default 8; draw d's mask seeded from
+``<volume>/draw<d>``, draw 0 from the volume's name); the table gives each model's mean with a
+95 % interval (t over the draws for one volume, t over the per-volume means for several) and its
+paired difference to ``--reference`` (default bicubic) on the same draws: a lead is claimed only
+where that interval excludes 0. ``--masks equispaced`` scores one deterministic mask per volume.
+The intensity statistic is taken on each draw's LR volume, as ``iconet infer`` takes it
+(``--normalize-on hr`` for the older convention). A 2-D image is refused: it is not a volume.
 
 ``--downstream`` (= ``--downstream tissue``) also segments every volume's HR slices into
 background/CSF/GM/WM with a fixed intensity model fitted on that HR (multi-Otsu; T1 ordering;
