@@ -514,6 +514,7 @@ def export_run(
     *,
     checkpoint: str = "best",
     overwrite: bool = False,
+    onnx: bool = False,
 ) -> Path:
     """Export checkpoint ``checkpoint`` of ``run_dir`` as a model folder ``out_dir``.
 
@@ -522,6 +523,8 @@ def export_run(
         out_dir: the model folder to create.
         checkpoint: ``"best"`` (default) or ``"last"``.
         overwrite: replace an existing ``out_dir`` (only an empty folder or a previous export).
+        onnx: also write ``model.onnx`` (:func:`iconet.onnx_export.write_onnx`); a model that
+            cannot be exported leaves nothing written.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -543,6 +546,10 @@ def export_run(
     tmp.mkdir()
     try:
         _write(exp, tmp)
+        if onnx:
+            from iconet.onnx_export import write_onnx
+
+            write_onnx(tmp)
         _check_target(out_dir, run_dir, overwrite)  # again: it may have appeared meanwhile
         if out_dir.exists():
             out_dir.rename(old)

@@ -68,6 +68,9 @@ def add_parser(sub: Any) -> None:
                    help="slice borders of k-space-grid models: circular padding (the acquisition is "
                         "periodic over its field of view) for every slice, none, or auto (default): "
                         "only for slices whose border cuts through the object (a cropped field of view)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or onnx: run the model folder's model.onnx (iconet export "
+                        "MODEL --onnx) with onnxruntime, fp32 (needs pip install iconet[onnx])")
     p.add_argument("--save-rec", action="store_true", help="also write the reconstruction (artifact-free) output")
     p.add_argument("--allow-domain-mismatch", action="store_true",
                    help="run the model on a scan of another modality than it was trained for (e.g. a CT "
@@ -97,13 +100,21 @@ def load(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     if name in PEERS:
         from iconet.models import build_model
 
+        if getattr(args, "runtime", "torch") == "onnx":
+            raise UserError(f"--runtime onnx runs an exported model's model.onnx; {name} runs in PyTorch only")
         model = build_model(name, scale=scale, grid=args.grid).to(device).eval()
         _check_pad(args.pad, args.grid, name)
         return model, args.grid, NormalizeConfig(), f"iconet {name} x{scale} ({args.grid} grid)"
-    from iconet.hub import load_model
+    if getattr(args, "runtime", "torch") == "onnx":
+        from iconet.onnx_runtime import load_onnx_model
 
-    model, info = load_model(name, device=device)
-    model = model.to(memory_format=torch.channels_last)
+        model, info = load_onnx_model(name, device=args.device)
+    else:
+        from iconet.hub import load_model
+
+        model, info = load_model(name, device=device)
+        model = model.to(memory_format=torch.channels_last)
+
     if args.scale is not None and model.scale != args.scale:
         raise UserError(f"model {name} upscales x{model.scale}, but --scale {args.scale} was asked")
     _check_pad(args.pad, info.grid, name)
@@ -132,9 +143,26 @@ def options(args: argparse.Namespace) -> Any:
     """The :class:`~iconet.inference.InferenceOptions` asked for (bad values: ValueError)."""
     from iconet.inference import InferenceOptions
 
+    _check_runtime(args)
     return InferenceOptions(plane=_plane(args.plane), batch=args.batch, tile=args.tile,
                             memory_budget_bytes=args.memory_budget, precision=args.precision,
                             save_rec=args.save_rec, pad=args.pad)
+
+
+def _check_runtime(args: argparse.Namespace) -> None:
+    """``--runtime onnx``: onnxruntime installed, fp32, SR only (the graph has no reconstruction)."""
+    if getattr(args, "runtime", "torch") != "onnx":
+        return
+    from iconet.onnx_runtime import OnnxRuntimeMissing, require_onnxruntime
+
+    try:
+        require_onnxruntime()
+    except OnnxRuntimeMissing as err:
+        raise UserError(f"--runtime onnx: {err}") from None
+    if args.precision != "fp32":
+        raise UserError(f"--runtime onnx runs the fp32 graph; --precision {args.precision} is for --runtime torch")
+    if args.save_rec:
+        raise UserError("--runtime onnx: the ONNX graph holds the SR path only; --save-rec needs --runtime torch")
 
 
 def _check_output(path: Path, overwrite: bool) -> None:

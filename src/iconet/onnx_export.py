@@ -1,0 +1,385 @@
+"""Export the SR path of an iconet model as an ONNX graph (``model.onnx``) for ONNX Runtime.
+
+The graph maps normalised LR slices ``lr (B, C, h, w)`` float32 to the final SR estimate
+``sr (B, C, s·h, s·w)`` (the last entry of the model's ``"sr"`` list), with the batch and
+both slice sides dynamic. It is the model's own ``_forward``: the padding to
+``size_multiple`` that :class:`~iconet.models.base.SRModel` adds around it is done by the
+runtime wrapper (:class:`iconet.onnx_runtime.OnnxSRModel`), so ``h`` and ``w`` must be
+multiples of it in the graph. It is exported with ``torch.onnx.export(..., dynamo=True)``
+(``torch.export`` + onnxscript's ATen library, opset :data:`OPSET`) and stamped in the ONNX
+``metadata_props`` with the model format (``iconet-model/1``), the SHA-256 of the resolved
+model config (:func:`config_hash`), the scale, grid, size multiple and the training
+normalisation, so the runtime can refuse a graph that does not belong to its folder.
+
+The Fourier branch (:class:`~iconet.models.rscfl.SpectralMixing`: a real FFT along the last
+axis, a 1×1 conv, the inverse real FFT) exports with ONNX's ``DFT`` op, but ONNX Runtime
+1.32 fails on the inverse one-sided ``DFT`` that the exporter writes for ``irfft`` ("Shape
+mismatch attempting to re-use buffer"). The export therefore swaps each such module for
+:class:`MatmulSpectralMixing`, the same real DFT pair written as two matrix products along
+that axis (matrices built in the graph from the width, so any width works): equal to the FFT
+form within 1e-6 on the shipped models (tests/test_onnx.py holds the whole graph to 1e-4),
+and faster in ONNX Runtime than the ``DFT`` op (benchmarks/inference_speed.py, ONNX rows).
+
+Nothing is written unless the whole export succeeds: the graph is first built in memory,
+then (with onnxruntime installed) run once on a probe input and compared with PyTorch
+(:data:`TOLERANCE`), then written to a temporary file and renamed into place. A model with an
+op that ONNX (or the exporter) cannot express is refused with :class:`OnnxExportError`, one
+line naming the op.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iconet.models.base import SRModel
+from iconet.models.rscfl import SpectralMixing
+
+#: file name of the graph inside an exported model folder
+ONNX_FILE = "model.onnx"
+#: ONNX opset of the exported graph (GridSample with cubic mode needs 16+; 20 is the exporter's own)
+OPSET = 20
+#: largest absolute difference allowed between ONNX Runtime's and PyTorch's fp32 SR on the
+#: export's probe input (normalised intensities, about 0..1)
+TOLERANCE = 1e-4
+#: metadata_props keys
+META_FORMAT = "iconet_format"
+META_CONFIG_HASH = "iconet_config_sha256"
+META_NAME = "iconet_name"
+META_SCALE = "iconet_scale"
+META_GRID = "iconet_grid"
+META_SIZE_MULTIPLE = "iconet_size_multiple"
+META_NORMALIZATION = "iconet_normalization"
+#: graph input and output names
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+#: smallest LR side the graph is exported for (the k-space bicubic upsampler pads circularly by 2)
+MIN_SIDE = 2
+#: LR side of the probe used to trace and to check the graph (not a multiple of 2 on purpose)
+PROBE_SIDE = 19
+
+
+class OnnxExportError(ValueError):
+    """The model cannot be written as an ONNX graph (the message is one line)."""
+
+
+def config_hash(model_cfg: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a resolved model config: canonical JSON, keys sorted."""
+    text = json.dumps(dict(model_cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_config_dict(model: SRModel) -> dict[str, Any]:
+    """The resolved config of ``model`` as plain data (what ``config.yaml``'s ``model`` holds)."""
+    from iconet.config import to_dict
+
+    return to_dict(model.cfg)
+
+
+# --------------------------------------------------------------------------- export forms
+
+
+class MatmulSpectralMixing(nn.Module):
+    """:class:`~iconet.models.rscfl.SpectralMixing` with its real FFT pair as matrix products.
+
+    Along the last axis (width ``w``, ``K = w//2 + 1`` frequencies), with
+    ``θ_jk = 2π (j·k mod w) / w`` (reduced mod ``w`` in integers, so the angles are exact):
+    ``rfft(x)_k = Σ_j x_j (cos θ_jk − i sin θ_jk) / √w`` and ``irfft(z)_j = Σ_k a_k (Re z_k cos θ_jk
+    − Im z_k sin θ_jk) / √w`` with ``a_0 = 1``, ``a_{w/2} = 1`` for even ``w`` and ``a_k = 2``
+    otherwise (the imaginary parts of the DC and Nyquist terms drop out, as in ``irfft``).
+    Shares the module's ``mix`` and ``gate`` convolutions. ``(B, C, H, W) → (B, C, H, W)``.
+    """
+
+    def __init__(self, source: SpectralMixing) -> None:
+        super().__init__()
+        self.mix = source.mix
+        self.gate = source.gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, w = x.shape[1], x.shape[-1]
+        j = torch.arange(w, device=x.device)
+        k = torch.arange(w // 2 + 1, device=x.device)
+        wt = torch.ones((), dtype=torch.int64, device=x.device) * w  # a tensor keeps w symbolic
+        n = wt.to(torch.float64)
+        theta = ((j[:, None] * k[None, :]) % wt).to(torch.float64) * (2 * math.pi) / n
+        cos = (torch.cos(theta) / n.sqrt()).to(torch.float32)  # (w, K)
+        sin = (torch.sin(theta) / n.sqrt()).to(torch.float32)
+        weight = 2 - (k == 0).to(torch.float32) - (2 * k == w).to(torch.float32)  # a_k
+        xf = x.float()
+        z = F.relu(self.mix(torch.cat([xf @ cos, -(xf @ sin)], dim=1)))
+        y = z[:, :c] @ (cos * weight).transpose(0, 1) - z[:, c:] @ (sin * weight).transpose(0, 1)
+        y = y.to(x.dtype)
+        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+
+
+class SRPath(nn.Module):
+    """``model._forward(x)["sr"][-1]``: the graph that is exported (no input checks, no padding)."""
+
+    def __init__(self, model: SRModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model._forward(x)["sr"][-1]
+
+
+def exportable(model: SRModel) -> SRPath:
+    """A copy of ``model``'s SR path in export form (``eval()``, CPU, fp32): every
+    :class:`SpectralMixing` replaced by :class:`MatmulSpectralMixing`. ``model`` is not changed."""
+    net = copy.deepcopy(model).to("cpu", torch.float32, memory_format=torch.contiguous_format).eval()
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SpectralMixing):
+                setattr(parent, name, MatmulSpectralMixing(child))
+    return SRPath(net).eval()
+
+
+# --------------------------------------------------------------------------- graph
+
+
+_NO_FUNCTION = re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)'")
+_NODE_TARGET = re.compile(r"target=(torch\.ops\.[\w.]+)")
+
+
+def _unsupported_op(err: BaseException) -> str | None:
+    """The op named by an exporter error chain (``aten.foo``), if any."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    texts = []
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        texts.append(str(e))
+        e = e.__cause__ or e.__context__
+    for text in texts:
+        m = _NO_FUNCTION.search(text)
+        if m:
+            return m.group(1)
+    for text in texts:
+        m = _NODE_TARGET.search(text)
+        if m:
+            return m.group(1).removeprefix("torch.ops.")
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("[", "Failed to", "-")):
+            return line
+    return type(err).__name__
+
+
+def build_graph(model: SRModel, *, opset: int = OPSET) -> Any:
+    """The ``onnx.ModelProto`` of ``model``'s SR path (dynamic batch, height and width), with
+    the format and config metadata set. Raises :class:`OnnxExportError` (one line naming the
+    op) when the exporter cannot translate the model."""
+    import warnings
+
+    try:
+        import onnx  # noqa: F401  (the exporter needs onnx and onnxscript)
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise OnnxExportError(f"ONNX export needs the onnx extra ({err.name} is missing): pip install iconet[onnx]") from None
+    path = exportable(model)
+    m = max(int(getattr(model, "size_multiple", 1)), 1)
+    side = math.ceil(PROBE_SIDE / m) * m
+    x = torch.rand(2, model.in_channels, side, side + m, generator=torch.Generator().manual_seed(0))
+    lo = math.ceil(MIN_SIDE / m)
+    if m == 1:
+        dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("h", min=MIN_SIDE),
+                3: torch.export.Dim("w", min=MIN_SIDE)}
+    else:
+        dims = {0: torch.export.Dim("batch", min=1), 2: m * torch.export.Dim("h_blocks", min=lo),
+                3: m * torch.export.Dim("w_blocks", min=lo)}
+    import contextlib
+    import io
+
+    log = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                path, (x,), dynamo=True, opset_version=opset, dynamic_shapes={"x": dims},
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False, optimize=True,
+            )
+    except Exception as err:  # the exporter raises many types; name the op where it says one
+        op = _unsupported_op(err)
+        what = model.cfg.name
+        if op:
+            raise OnnxExportError(f"{what}: cannot export to ONNX: op {op} has no ONNX translation") from None
+        raise OnnxExportError(f"{what}: cannot export to ONNX: {_first_line(err)}") from None
+    proto = program.model_proto
+    _stamp(proto, model)
+    return proto
+
+
+def _stamp(proto: Any, model: SRModel) -> None:
+    """Write the iconet metadata into ``proto.metadata_props`` (replacing earlier ones)."""
+    from iconet.hub import MODEL_FORMAT
+
+    meta = {
+        META_FORMAT: MODEL_FORMAT,
+        META_CONFIG_HASH: config_hash(model_config_dict(model)),
+        META_NAME: str(model.cfg.name),
+        META_SCALE: str(model.scale),
+        META_GRID: str(model.cfg.grid),
+        META_SIZE_MULTIPLE: str(max(int(getattr(model, "size_multiple", 1)), 1)),
+    }
+    keep = [p for p in proto.metadata_props if p.key not in meta]
+    del proto.metadata_props[:]
+    for p in keep:
+        proto.metadata_props.add(key=p.key, value=p.value)
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "iconet"
+
+
+def set_normalization(proto: Any, normalization: Mapping[str, Any] | None) -> None:
+    """Record the training normalisation (``config.yaml``'s ``data.normalization``) in the graph."""
+    if normalization is None:
+        return
+    for p in proto.metadata_props:
+        if p.key == META_NORMALIZATION:
+            p.value = json.dumps(dict(normalization), sort_keys=True)
+            return
+    proto.metadata_props.add(key=META_NORMALIZATION, value=json.dumps(dict(normalization), sort_keys=True))
+
+
+def check_graph(proto: Any, model: SRModel, *, tolerance: float = TOLERANCE) -> float | None:
+    """Run ``proto`` with ONNX Runtime (CPU) on a probe batch and compare with ``model`` (fp32).
+
+    Returns the largest absolute difference, or ``None`` when onnxruntime is not installed.
+    Raises :class:`OnnxExportError` when ONNX Runtime cannot run the graph (the op named) or
+    the difference exceeds ``tolerance``.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    m = max(int(getattr(model, "size_multiple", 1)), 1)
+    h, w = math.ceil(17 / m) * m, math.ceil(23 / m) * m  # not the traced sizes: the shapes are dynamic
+    x = torch.rand(3, model.in_channels, h, w, generator=torch.Generator().manual_seed(1))
+    reference = copy.deepcopy(model).to("cpu", torch.float32).eval()  # the FFT form, not the export form
+    with torch.inference_mode():
+        ref = reference._forward(x)["sr"][-1].float().numpy()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        out = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+    except Exception as err:  # onnxruntime's errors are plain RuntimeErrors with the node in the text
+        text = str(err)
+        node = re.search(r"running (\w+) node", text)
+        what = f"op {node.group(1)}" if node else _first_line(err)
+        raise OnnxExportError(f"{model.cfg.name}: ONNX Runtime cannot run the exported graph ({what})") from None
+    if out.shape != ref.shape:
+        raise OnnxExportError(f"{model.cfg.name}: the ONNX graph gives shape {out.shape}, PyTorch {ref.shape}")
+    diff = float(abs(out - ref).max())
+    if not diff <= tolerance:
+        raise OnnxExportError(f"{model.cfg.name}: ONNX Runtime's output differs from PyTorch's by {diff:.3g} "
+                              f"(more than {tolerance:g})")
+    return diff
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_onnx(folder: str | os.PathLike[str], *, overwrite: bool = False, opset: int = OPSET) -> Path:
+    """Write ``model.onnx`` into an exported model folder (which must hold the weights).
+
+    The graph is built, checked (:func:`check_graph`, when onnxruntime is installed) and
+    written to a temporary file that is renamed into place: the folder is unchanged on any
+    failure. An existing ``model.onnx`` is replaced only with ``overwrite``.
+    """
+    from iconet.hub import load_model
+
+    folder = Path(folder)
+    target = folder / ONNX_FILE
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target}: already exists; pass --overwrite (overwrite=True) to replace it")
+    model, info = load_model(folder, device="cpu")
+    proto = build_graph(model, opset=opset)
+    set_normalization(proto, info.normalization)
+    check_graph(proto, model)
+    tmp = folder / f".{ONNX_FILE}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_bytes(proto.SerializeToString())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def export_onnx(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
+    opset: int = OPSET,
+) -> Path:
+    """Add ``model.onnx`` to an exported model, in place or as a new folder.
+
+    Args:
+        source: an exported model folder or a shipped model name.
+        out: ``None``: write into ``source`` (a folder; a shipped name needs ``out``).
+            Else: a new model folder holding ``source``'s files and the graph (built in a
+            hidden temporary folder next to it and renamed into place).
+        overwrite: replace an existing ``model.onnx`` (``out=None``) or an existing ``out``
+            (only an empty folder or a previous export).
+
+    Returns:
+        The path of the written ``model.onnx``.
+    """
+    from iconet.export import _check_target
+    from iconet.hub import _resolve
+
+    folder = _resolve(source)
+    if out is None:
+        if isinstance(source, str) and not Path(source).exists():
+            raise ValueError(f"{source} is a shipped model: give --out (out=) for the new folder to write")
+        return write_onnx(folder, overwrite=overwrite, opset=opset)
+    out = Path(out)
+    if out.exists() and out.resolve() == folder.resolve():
+        return write_onnx(folder, overwrite=overwrite, opset=opset)
+    _check_target(out, folder, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = out.parent / f".{out.name}.tmp-{tag}", out.parent / f".{out.name}.old-{tag}"
+    tmp.mkdir()
+    try:
+        for src in folder.iterdir():  # the model's files (a stale graph is rebuilt, not copied)
+            if src.is_file() and src.name != ONNX_FILE and not src.name.startswith("."):
+                shutil.copyfile(src, tmp / src.name)
+        write_onnx(tmp, opset=opset)
+        _check_target(out, folder, overwrite)
+        if out.exists():
+            out.rename(old)
+            try:
+                tmp.rename(out)
+            except BaseException:
+                old.rename(out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / ONNX_FILE
+
+
+__all__ = [
+    "ONNX_FILE", "OPSET", "TOLERANCE", "OnnxExportError", "MatmulSpectralMixing", "config_hash",
+    "exportable", "build_graph", "check_graph", "write_onnx", "export_onnx",
+]
