@@ -8,6 +8,12 @@ public API is imported on first use, so ``import iconet`` stays light::
     vol = iconet.super_resolve("scan.nii.gz", scale=4)  # path in, Volume out (shipped iconet-t1-x4)
     model, info = iconet.load_model("models/my_x2")   # an exported folder or a shipped name
     iconet.available_models()                         # names of the shipped models
+
+MONAI MetaTensors, torchio ScalarImages/Subjects and nibabel images go in with their affine
+and come back as the same type at the SR geometry (:mod:`iconet.api_types`). For tools that
+want one tensor back (``monai.inferers.sliding_window_inference``, ONNX, ``torch.export``),
+``iconet.load_predictor(name, reference=image)`` is the model as ``(B, C, h, w) -> (B, C, s·h,
+s·w)`` (:class:`iconet.SRPredictor`, :mod:`iconet.predictor`).
 """
 
 __version__ = "0.1.0"
@@ -19,6 +25,8 @@ _LAZY = {
     "InferenceOptions": ("iconet.inference", "InferenceOptions"),
     "load_model": ("iconet.hub", "load_model"),
     "available_models": ("iconet.hub", "available_models"),
+    "SRPredictor": ("iconet.predictor", "SRPredictor"),
+    "load_predictor": ("iconet.predictor", "load_predictor"),
 }
 
 __all__ = ["__version__", *_LAZY]

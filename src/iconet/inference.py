@@ -88,7 +88,8 @@ class InferenceOptions:
 
     Attributes:
         plane: ``"axial"``, ``"coronal"``, ``"sagittal"``, an array axis (0, 1, 2) to slice
-            along, or ``None`` for the plane of the two finest axes.
+            along, or ``None`` for the plane of the two finest axes (of a single slice, one
+            axis of length 1: its own plane).
         batch: slices per forward pass.
         tile: LR tile side for sliding-window inference, ``None`` for automatic (tiles only
             when a batch of whole slices would not fit ``memory_budget_bytes``, and then the
@@ -144,6 +145,8 @@ def slice_axis(volume: Volume, plane: str | int | None) -> int:
     if isinstance(plane, int):
         return plane
     if plane is None:
+        if volume.shape.count(1) == 1:  # a single slice has one plane, whatever its spacing
+            return volume.shape.index(1)
         spacing = np.asarray(volume.spacing)
         # the coarsest axis; ties go to the last axis (the usual slice axis)
         return int(np.flatnonzero(spacing == spacing.max())[-1])
@@ -387,8 +390,15 @@ def _load(model: str | os.PathLike[str] | None, scale: int | None, device: str) 
 def _as_volume(
     image: Any, spacing: Sequence[float] | None, affine: np.ndarray | None
 ) -> tuple[Volume, str]:
-    """``(volume, kind)``: kind ``"volume"`` (Volume or path in, Volume out), ``"2d"`` or ``"3d"``
-    (array in, array out)."""
+    """``(volume, kind)``: kind ``"volume"`` (Volume or path in, Volume out), ``"image"`` (a MONAI
+    MetaTensor, torchio ScalarImage/Subject or nibabel image in, the same type out:
+    :mod:`iconet.api_types`), ``"2d"`` or ``"3d"`` (array in, array out)."""
+    from iconet.api_types import is_ecosystem_image, refuse, to_volume
+
+    if is_ecosystem_image(image):  # before the tensor case: a MetaTensor is a tensor with an affine
+        if spacing is not None or affine is not None:
+            raise ValueError(f"spacing= and affine= only apply to arrays; a {type(image).__name__} carries its geometry")
+        return to_volume(image), "image"
     if isinstance(image, (str, os.PathLike, Volume)):
         if spacing is not None or affine is not None:
             raise ValueError("spacing= and affine= only apply to arrays; a Volume or a file carries its geometry")
@@ -399,6 +409,9 @@ def _as_volume(
         return read_volume(image), "volume"
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
+    elif not isinstance(image, (np.ndarray, list, tuple)) and not hasattr(image, "__array__") \
+            and not hasattr(image, "__array_interface__"):
+        raise refuse(image)
     array = np.asarray(image)
     if array.ndim not in (2, 3) or 0 in array.shape:
         raise ValueError(f"expected a 2-D slice (H, W) or a 3-D volume (I, J, K), got an array of shape {array.shape}")
@@ -441,8 +454,13 @@ def super_resolve(
             * a :class:`~iconet.data.volume.Volume` or a file path (NIfTI, DICOM file or series
               folder, PNG/TIFF/NPY, read with :func:`~iconet.data.io.read_volume`) — returns a
               Volume at the SR geometry (spacing ``d/s`` in-plane, docs/design.md §6), ready for
-              :func:`~iconet.data.io.write_volume`.
+              :func:`~iconet.data.io.write_volume`;
+            * a MONAI ``MetaTensor`` (``(I, J, K)`` or ``(1, I, J, K)``; its ``.affine``, RAS or
+              LPS as ``meta["space"]`` says), a torchio ``ScalarImage`` or one-image ``Subject``,
+              or a nibabel image — sliced by its own affine, returned as the same type at the SR
+              geometry (:mod:`iconet.api_types`). Other types are refused with a ``TypeError``.
 
+            A single slice (one axis of length 1) is always super-resolved in its own plane.
             Intensities come back in the input's units and dtype (integers rounded and clipped).
         model: ``None`` for the shipped ICONet of ``scale`` (``"iconet-t1-x2"``,
             ``"iconet-t1-x4"``; a ``FileNotFoundError`` names the shipped models when that one
@@ -470,7 +488,8 @@ def super_resolve(
             ``ValueError``); with it a ``UserWarning`` says so.
 
     Returns:
-        An array for an array input, a Volume for a Volume or path input. With ``model`` an
+        An array for an array input, a Volume for a Volume or path input, the input's type for
+        a MetaTensor, torchio or nibabel image. With ``model`` an
         instance and ``volume`` given first the old way — ``super_resolve(model, volume,
         grid=...)`` — this is :func:`super_resolve_volume` and returns its dict.
 
@@ -540,6 +559,10 @@ def super_resolve(
     sr = out["sr"]
     if kind == "volume":
         return sr
+    if kind == "image":
+        from iconet.api_types import from_volume
+
+        return from_volume(volume, sr)
     return sr.data[:, :, 0] if kind == "2d" else sr.data
 
 
