@@ -488,7 +488,7 @@ def _describe(series: dict[str, dict[str, Any]]) -> str:
 
 
 #: how to pick a series, for the command line and for Python (the one message serves both)
-CHOOSE_SERIES = "choose one with --series-uid UID (Python: series_uid='UID')"
+CHOOSE_SERIES = "choose one with --series-uid UID (Python: read_volume(folder, series_uid='UID'))"
 
 
 def read_dicom_series(folder: str | Path, *, series_uid: str | None = None,
