@@ -16,13 +16,18 @@ of the README. The normalisation's cost to a model is its lead over bicubic unde
 under ``hr``, paired per draw (the scored HR is clipped at the statistic, so raw scores of one
 model under the two conventions are not comparable; the lead over bicubic on the same HR is).
 
-Run (fp32, CPU; each part is written when it is done, so a stopped run keeps its finished parts)::
+Run (fp32, CPU; one part per scale, convention and model, bicubic re-scored in each as the paired
+reference; each part is written when it is done, so a stopped run keeps its finished parts)::
 
-    python benchmarks/multidraw.py --data data/colin27_T1.nii.gz --draws 8 --scales 2 4 --norms hr lr
+    python benchmarks/multidraw.py --data data/colin27_T1.nii.gz --draws 8 \
+        --parts x2/lr/iconet-t1-x2 x2/hr/iconet-t1-x2 x4/lr/iconet-t1-x4 x4/hr/iconet-t1-x4 \
+                x2/lr/iconet-t1-x2-fast x2/hr/iconet-t1-x2-fast
     python benchmarks/multidraw.py --table-only          # rebuild the .md/.json from the parts
 
-Writes ``benchmarks/results/multidraw_colin27_x<s>_<norm>.json`` per part and
-``benchmarks/results/multidraw_colin27.{md,json}`` from the parts on disk.
+Writes ``benchmarks/results/multidraw/x<s>_<norm>_<model>.json`` per part and
+``benchmarks/results/multidraw_colin27.{md,json}`` from the parts on disk. The infer path pads
+slices whose border cuts the head circularly (``--pad auto``, 110 of Colin27's 168 axial slices
+at x4), which makes it about 4x slower than a bare forward pass on the CPU.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 STEM = "multidraw_colin27"
-MODELS = {2: ["bicubic", "iconet-t1-x2", "iconet-t1-x2-fast"], 4: ["bicubic", "iconet-t1-x4"]}
+MODELS = {2: ["iconet-t1-x2", "iconet-t1-x2-fast"], 4: ["iconet-t1-x4"]}
+DEFAULT_PARTS = [f"x{s}/{n}/{m}" for m in ("iconet-t1-x2", "iconet-t1-x4", "iconet-t1-x2-fast")
+                 for s in (2, 4) if m in MODELS[s] for n in ("lr", "hr")]
 NORM_TEXT = {"hr": "HR statistic (as trained; old protocol)", "lr": "LR statistic (as iconet infer computes it)"}
 
 
-def score_part(data: Path, scale: int, norm: str, draws: int) -> dict[str, Any]:
-    """One ``evaluate`` of the scale's models on ``data`` with the ``norm`` convention."""
+def score_part(data: Path, scale: int, norm: str, model: str, draws: int) -> dict[str, Any]:
+    """One ``evaluate`` of bicubic and ``model`` on ``data`` with the ``norm`` convention."""
     import torch
 
     from iconet.data.degrade import Degradation
@@ -56,17 +63,18 @@ def score_part(data: Path, scale: int, norm: str, draws: int) -> dict[str, Any]:
     from iconet.evaluation.runner import evaluate, load_candidate
 
     vol = read_volume(data)
-    cands = [load_candidate(m, scale, "kspace") for m in MODELS[scale]]
+    cands = [load_candidate(m, scale, "kspace") for m in ("bicubic", model)]
     tick = time.time()
 
     def progress(done: int, total: int) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] x{scale} {norm}: {done}/{total} passes, {time.time() - tick:.0f} s",
-              file=sys.stderr, flush=True)
+        if done == int(done):  # whole passes only (the runner also reports fractions of one)
+            print(f"[{time.strftime('%H:%M:%S')}] x{scale} {norm} {model}: {int(done)}/{total} passes, "
+                  f"{time.time() - tick:.0f} s", file=sys.stderr, flush=True)
 
     res = evaluate(cands, [vol], Degradation(kind="kspace", scale=scale), axis=2,
                    normalization=NormalizeConfig(reference=norm), draws=draws, progress=progress)
     return {
-        "scale": scale, "normalize_on": norm, "data": str(data), "models": MODELS[scale],
+        "scale": scale, "normalize_on": norm, "model": model, "data": str(data), "models": ["bicubic", model],
         "protocol": res.protocol, "degradation": res.degradation, "draws": res.draws, "interval": res.interval_method,
         "reference_model": res.reference_model, "summary": res.summary, "rows": res.rows,
         "seconds": round(time.time() - tick, 1),
@@ -94,10 +102,32 @@ def _claim(d: dict[str, Any]) -> str:
     return claim(Interval(**{k: d[k] for k in ("mean", "low", "high", "n_volumes", "n_draws", "method")}))
 
 
+def merge(parts: dict[tuple[int, str, str], dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """The parts of one scale and convention as one evaluation: bicubic (the same in every part:
+    checked) plus each scored model, in MODELS order."""
+    merged: dict[tuple[int, str], dict[str, Any]] = {}
+    for (scale, norm, model) in sorted(parts, key=lambda k: (k[0], k[1], MODELS[k[0]].index(k[2]))):
+        part = parts[(scale, norm, model)]
+        mine = [r for r in part["rows"] if r["model"] == model]
+        bic = [r for r in part["rows"] if r["model"] == "bicubic"]
+        if (scale, norm) not in merged:
+            merged[(scale, norm)] = {**part, "models": ["bicubic"], "rows": bic, "summary": {"bicubic": part["summary"]["bicubic"]},
+                                     "seconds": 0.0}
+        m = merged[(scale, norm)]
+        same = [(a["draw"], a["psnr"]) for a in bic] == [(a["draw"], a["psnr"]) for a in m["rows"] if a["model"] == "bicubic"]
+        if not same:
+            raise SystemExit(f"x{scale} {norm}: bicubic differs between parts (different draws or data): rescore them")
+        m["models"].append(model)
+        m["rows"] = m["rows"] + mine
+        m["summary"][model] = part["summary"][model]
+        m["seconds"] += part["seconds"]
+    return merged
+
+
 def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The markdown and JSON of every part on disk."""
-    out: dict[str, Any] = {"parts": {f"x{s}_{n}": {k: v for k, v in p.items() if k != "rows"} for (s, n), p in parts.items()},
-                           "scales": {}}
+    """The markdown and JSON of the merged parts (:func:`merge`)."""
+    out: dict[str, Any] = {"parts": {f"x{s}_{n}": {k: v for k, v in p.items() if k not in ("rows", "model")}
+                                     for (s, n), p in parts.items()}, "scales": {}}
     lines = ["# The shipped models on Colin27 over K seeded mask draws, old and new normalisation", ""]
     any_part = next(iter(parts.values()))
     lines += [f"Data: `{Path(any_part['data']).name}` (held out: scoring only), axis 2, every foreground slice; "
@@ -109,7 +139,7 @@ def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[st
         have = {n: parts[(scale, n)] for n in ("hr", "lr") if (scale, n) in parts}
         first = next(iter(have.values()))
         k = first["draws"]["k"]
-        models = first["models"]
+        models = [m for m in ["bicubic", *MODELS[scale]] if any(m in part["models"] for part in have.values())]
         sc: dict[str, Any] = {"k": k, "models": {}}
         lines += [f"## x{scale}", "", f"K = {k} draws of one volume; values: mean [95 % t-interval over the draws] "
                   "(the mask spread on this volume, not across subjects); draw 0 is the README's single draw.", ""]
@@ -123,7 +153,7 @@ def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[st
             for m in models:
                 entry = sc["models"].setdefault(m, {})
                 cells = [m]
-                if "hr" in have:
+                if "hr" in have and m in have["hr"]["models"]:
                     d0 = _per_draw(have["hr"]["rows"], m, metric)[0]
                     cells.append(f"{d0:.{digits}f}")
                     entry.setdefault("draw0_hr", {})[metric] = d0
@@ -131,6 +161,9 @@ def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[st
                     cells.append("–")
                 deltas = {}
                 for n, part in have.items():
+                    if m not in part["models"]:
+                        cells += ["not scored"] + ["–"] * 3
+                        continue
                     vals = _per_draw(part["rows"], m, metric)
                     text, iv = _iv(vals, digits)
                     entry.setdefault(n, {})[metric] = {**iv, "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
@@ -153,8 +186,10 @@ def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[st
                         cells.append("–")
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-        if scale == 2 and all(m in models for m in ("iconet-t1-x2", "iconet-t1-x2-fast")):
+        if scale == 2:
             for n, part in have.items():
+                if not all(m in part["models"] for m in ("iconet-t1-x2", "iconet-t1-x2-fast")):
+                    continue
                 for metric, digits in (("psnr", 2), ("ssim", 4)):
                     a = _per_draw(part["rows"], "iconet-t1-x2", metric)
                     b = _per_draw(part["rows"], "iconet-t1-x2-fast", metric)
@@ -163,27 +198,38 @@ def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[st
                     lines.append(f"iconet-t1-x2 − iconet-t1-x2-fast, {NORM_TEXT[n]}, {metric.upper()}: {text} ({_claim(iv)}).")
             lines.append("")
         for n, part in have.items():
-            ms = {m: part["summary"][m]["ms_per_slice"] for m in models}
+            ms = {m: part["summary"][m]["ms_per_slice"] for m in part["models"]}
             lines.append(f"Protocol ({n}): {part['protocol']}. Scored in {part['seconds']:.0f} s; ms/slice "
                          + ", ".join(f"{m} {v:.0f}" for m, v in ms.items()) + " (shared CPU: noisy).")
         lines.append("")
         out["scales"][f"x{scale}"] = sc
     lines += ["A lead is claimed only where the 95 % interval of the paired difference excludes 0. "
-              "Rebuild: `python benchmarks/multidraw.py --data data/colin27_T1.nii.gz --draws 8 --scales 2 4 --norms hr lr` "
-              "(scores the parts; `--table-only` reassembles this file from benchmarks/results/multidraw_colin27_x*_*.json)."]
+              "Rebuild: `python benchmarks/multidraw.py --data data/colin27_T1.nii.gz --draws 8` "
+              "(scores the parts; `--table-only` reassembles this file from benchmarks/results/multidraw/*.json)."]
     return "\n".join(lines) + "\n", out
 
 
-def _part_path(results: Path, scale: int, norm: str) -> Path:
-    return results / f"{STEM}_x{scale}_{norm}.json"
+def _part_path(results: Path, scale: int, norm: str, model: str) -> Path:
+    return results / "multidraw" / f"x{scale}_{norm}_{model}.json"
+
+
+def _parse_part(spec: str) -> tuple[int, str, str]:
+    try:
+        scale_text, norm, model = spec.split("/")
+        scale = int(scale_text.removeprefix("x"))
+    except ValueError:
+        raise SystemExit(f"--parts: {spec!r} is not xS/NORM/MODEL (e.g. x2/lr/iconet-t1-x2)") from None
+    if scale not in MODELS or model not in MODELS[scale] or norm not in NORM_TEXT:
+        raise SystemExit(f"--parts: {spec!r}: scale 2 or 4, norm hr or lr, a model of {MODELS}")
+    return scale, norm, model
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data/colin27_T1.nii.gz"))
     ap.add_argument("--draws", type=int, default=8)
-    ap.add_argument("--scales", type=int, nargs="+", default=[2, 4], choices=(2, 4))
-    ap.add_argument("--norms", nargs="+", default=["hr", "lr"], choices=("hr", "lr"))
+    ap.add_argument("--parts", nargs="+", default=DEFAULT_PARTS, metavar="xS/NORM/MODEL",
+                    help="what to score, in this order (default: " + " ".join(DEFAULT_PARTS) + ")")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--table-only", action="store_true", help="only reassemble the .md/.json from the parts on disk")
@@ -192,27 +238,26 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "multidraw").mkdir(parents=True, exist_ok=True)
     if not args.table_only:
-        for scale in args.scales:
-            for norm in args.norms:
-                path = _part_path(args.results, scale, norm)
-                if path.exists() and not args.redo:
-                    print(f"{path.name}: exists, kept (--redo to score again)", file=sys.stderr)
-                    continue
-                part = score_part(args.data, scale, norm, args.draws)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(part, indent=1))
-                tmp.replace(path)
-                print(f"wrote {path}", file=sys.stderr, flush=True)
+        for scale, norm, model in map(_parse_part, args.parts):
+            path = _part_path(args.results, scale, norm, model)
+            if path.exists() and not args.redo:
+                print(f"{path.name}: exists, kept (--redo to score again)", file=sys.stderr)
+                continue
+            part = score_part(args.data, scale, norm, model, args.draws)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(part, indent=1))
+            tmp.replace(path)
+            print(f"wrote {path}", file=sys.stderr, flush=True)
     parts = {}
-    for path in sorted(args.results.glob(f"{STEM}_x*_*.json")):
+    for path in sorted((args.results / "multidraw").glob("x*_*_*.json")):
         part = json.loads(path.read_text())
-        parts[(int(part["scale"]), part["normalize_on"])] = part
+        parts[(int(part["scale"]), part["normalize_on"], part["model"])] = part
     if not parts:
         print("no parts scored yet", file=sys.stderr)
         return 1
-    md, doc = assemble(parts)
+    md, doc = assemble(merge(parts))
     (args.results / f"{STEM}.md").write_text(md)
     (args.results / f"{STEM}.json").write_text(json.dumps(doc, indent=1))
     print(md)
