@@ -68,7 +68,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -103,7 +102,7 @@ DEFAULT_SETTINGS = ("2mm", "4mm", "5mm", "4mm-gap")
 CHEAP = ("cubic", "sinc")
 METHODS = (*CHEAP, "inplane", "iconet", "eclare@1x", "eclare@5x")
 ECLARE_BATCH = 128  # run-eclare's default batch size (patches per step)
-ECLARE_CALIBRATION_PATCHES = 20 * ECLARE_BATCH
+ECLARE_CALIBRATION_PATCHES = 8 * ECLARE_BATCH
 
 
 # ----------------------------------------------------------------------------- 1-D resampling
@@ -186,44 +185,34 @@ def resample_to(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray
 
 
 # ----------------------------------------------------------------------------- forward model
-def thick(volume: Any, axis: int, setting: Setting) -> tuple[Any, str]:
-    """``(thick volume, which forward model)`` of ``setting`` along ``axis``: the library's
-    :func:`iconet.isotropic.thick_slices`, or this script's interim one while it is absent."""
-    try:
-        from iconet.isotropic import thick_slices
-    except ImportError:
-        return interim_thick(volume, axis, setting), "interim (benchmark's own; iconet.isotropic absent)"
-    return thick_slices(volume, axis, setting.spacing_mm, setting.fwhm_mm), "iconet.isotropic.thick_slices"
+def thick(volume: Any, axis: int, setting: Setting) -> Any:
+    """The thick-slice volume of ``setting`` along ``axis`` (the library's forward model)."""
+    from iconet.isotropic import thick_slices
 
-
-def interim_thick(volume: Any, axis: int, setting: Setting) -> Any:
-    """Slice ``k`` centred on 1-mm voxel ``(r - 1)/2 + r k`` (``r`` = spacing / voxel size), so
-    that the slices tile the volume from its first voxel; ``floor(n / r)`` slices."""
-    d = volume.spacing[axis]
-    r = setting.spacing_mm / d
-    n = int(math.floor(volume.shape[axis] / r + 1e-9))
-    aff = volume.affine.copy()
-    aff[:3, axis] = volume.affine[:3, axis] * r
-    aff[:3, 3] = volume.affine[:3, 3] + volume.affine[:3, axis] * (r - 1) / 2
-    data = reference_thick(np.asarray(volume.data, dtype=np.float64), volume.affine, aff, axis, n, setting.fwhm_mm)
-    return volume.with_data(data.astype(np.float32), aff)
+    return thick_slices(volume, axis, setting.spacing_mm, setting.fwhm_mm)
 
 
 def reference_thick(hr: np.ndarray, hr_affine: np.ndarray, thick_affine: np.ndarray, axis: int,
                     n_thick: int, fwhm_mm: float) -> np.ndarray:
     """An independent computation of the forward model, to check the library's against.
 
-    Slice ``k`` = sum over 1-mm voxels of a Gaussian of FWHM ``fwhm_mm`` centred on the slice
-    centre that ``thick_affine`` says (world distance along the axis), normalised to sum 1.
+    Slice ``k`` = sum over 1-mm voxels (the border voxels repeated outwards) of a Gaussian of
+    FWHM ``fwhm_mm`` centred where ``thick_affine`` puts slice ``k`` (world distance along the
+    axis, evaluated directly: no interpolation), normalised to sum 1.
     """
     scale, shift = grid_mapping(hr_affine, thick_affine)
     centres = scale[axis] * np.arange(n_thick) + shift[axis]  # HR index of each slice centre
     d = float(np.linalg.norm(hr_affine[:3, axis]))
     sigma = fwhm_mm / (2 * math.sqrt(2 * math.log(2)))
-    x = (np.arange(hr.shape[axis])[None, :] - centres[:, None]) * d
-    w = np.exp(-0.5 * (x / sigma) ** 2)
+    n = hr.shape[axis]
+    reach = int(math.ceil(6 * sigma / d)) + 1
+    taps = np.arange(-reach, n + reach)
+    w = np.exp(-0.5 * (((taps[None, :] - centres[:, None]) * d) / sigma) ** 2)
     w /= w.sum(axis=1, keepdims=True)
-    return apply_along(hr, w, axis)
+    folded = np.zeros((n_thick, n))
+    for j, t in enumerate(np.clip(taps, 0, n - 1)):
+        folded[:, t] += w[:, j]
+    return apply_along(hr, folded, axis)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -293,18 +282,34 @@ def run_inplane(vol: Any, ref: Any, axis: int, precision: str) -> Any:
 
 
 def run_iconet(vol: Any, ref: Any, axis: int, setting: Setting, fit_minutes: float | None,
-               precision: str, info: dict[str, Any]) -> Any:
-    import iconet
+               fit_steps: int | None, precision: str, info: dict[str, Any]) -> Any:
+    """iconet.make_isotropic; the fit's own CPU time is read around the library's fit call."""
+    import resource
 
+    import iconet.isotropic as iso
+
+    fit = iso.fit_through_plane
+
+    def timed_fit(*args: Any, **kw: Any) -> Any:  # timing only: same call, same result
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        result = fit(*args, **kw)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        info["fit_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return result
+
+    iso.fit_through_plane = timed_fit
     kw: dict[str, Any] = {}
     if fit_minutes is not None:
         kw["fit_minutes"] = fit_minutes
-    out = iconet.make_isotropic(vol, axis=axis, slice_thickness=setting.fwhm_mm,
-                                target_spacing=ref.spacing[(axis + 1) % 3], seed=0, device="cpu",
-                                precision=precision, **kw)
-    for k, v in out.meta.items():  # what the library reports about its fit (times, steps, loss)
-        if k.startswith(("iconet_", "fit")) and isinstance(v, (int, float, str, bool)):
-            info[k] = v
+    if fit_steps is not None:
+        kw["fit_steps"] = fit_steps
+    out = iso.make_isotropic(vol, axis=axis, slice_thickness=setting.fwhm_mm,
+                             target_spacing=ref.spacing[(axis + 1) % 3], seed=0, device="cpu",
+                             precision=precision, progress=False, **kw)
+    done = out.meta.get("iconet_isotropic", {})
+    info["iconet"] = {k: done.get(k) for k in ("scale", "input_spacing_mm", "ratio_mode", "fit", "precision",
+                                               "seconds")}
+    info["fit_wall_s"] = (done.get("fit") or {}).get("seconds")
     return out
 
 
@@ -332,9 +337,9 @@ def child_main(opts: argparse.Namespace) -> None:
     if opts.method in CHEAP:
         out = run_interpolation(vol, ref, opts.axis, "cubic" if opts.method == "cubic" else "lanczos")
     elif opts.method == "inplane":
-        out = run_inplane(vol, ref, opts.axis, opts.precision)
+        out = run_inplane(vol, ref, opts.axis, "bf16" if opts.precision == "bf16" else "fp32")
     elif opts.method == "iconet":
-        out = run_iconet(vol, ref, opts.axis, setting, opts.fit_minutes, opts.precision, info)
+        out = run_iconet(vol, ref, opts.axis, setting, opts.fit_minutes, opts.fit_steps, opts.precision, info)
     else:
         raise SystemExit(f"unknown method {opts.method!r}")
     info["seconds_in_method"] = time.perf_counter() - t0
@@ -427,6 +432,22 @@ def eclare_run(py: Path, thick_path: Path, out_dir: Path, setting: Setting, in_p
             "apply_cpu_s": marks["end"][0] - marks["train_end"][0], "peak_rss_mib": marks["peak_rss_mib"]}
     name = thick_path.name.replace(".nii", "_eclare.nii")
     return cost, info, out_dir / name
+
+
+def eclare_cpu_per_patch(py: Path, thick_path: Path, cell: Path, setting: Setting, in_plane_mm: float,
+                         threads: int) -> float:
+    """ECLARE's training CPU s per patch on this cell: a short run stopped before its inference
+    (cached in the cell's folder, so eclare@1x and eclare@5x share one calibration)."""
+    cal_dir = cell / "eclare_calibration"
+    cached = cal_dir / "per_patch.json"
+    if cached.exists():
+        return float(json.loads(cached.read_text())["cpu_s_per_patch"])
+    cal_dir.mkdir(exist_ok=True)
+    _, cal, _ = eclare_run(py, thick_path, cal_dir, setting, in_plane_mm, ECLARE_CALIBRATION_PATCHES,
+                           threads, calibrate=True)
+    per_patch = cal["fit_cpu_s"] / ECLARE_CALIBRATION_PATCHES
+    cached.write_text(json.dumps({"cpu_s_per_patch": per_patch, **cal}))
+    return per_patch
 
 
 def cell_key(row: dict[str, Any]) -> tuple:
@@ -537,6 +558,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--axis", type=int, required=True)
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--fit-minutes", type=float, default=None)
+    c.add_argument("--fit-steps", type=int, default=None)
     ap.add_argument("--volumes", nargs="+", type=Path,
                     default=[REPO.parent / "shared/data/pycortex_S1_T1.nii.gz",
                              REPO.parent / "shared/data/colin27_T1.nii.gz"],
@@ -544,9 +566,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--axes", nargs="+", type=int, default=[0, 1, 2], choices=(0, 1, 2))
     ap.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--methods", nargs="+", default=list(CHEAP), choices=list(METHODS))
-    ap.add_argument("--fit-minutes", type=float, default=None, help="iconet's fit budget (default: the library's)")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                    help="precision of iconet's networks (inplane, iconet)")
+    ap.add_argument("--fit-minutes", type=float, default=None,
+                    help="iconet's wall-clock fit budget (default: the library's)")
+    ap.add_argument("--fit-steps", type=int, default=None,
+                    help="iconet's fit steps instead (independent of the machine's load)")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="iconet's precision (auto: the library's choice, bf16 on CPUs with native bf16); "
+                         "the inplane baseline runs fp32 unless bf16 is asked")
     ap.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads of every method")
     ap.add_argument("--eclare-venv", type=Path, default=None,
                     help="virtual environment with `pip install eclare` (ECLARE is skipped without it)")
@@ -595,7 +621,7 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
         raise SystemExit("eclare@Kx is sized by iconet's fit time on the same cell: add iconet to --methods")
     run = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{machine_name('cpu')}, "
            f"{opts.threads} threads per method, {os.cpu_count()} cores shared (load {os.getloadavg()[0]:.1f} at start)",
-           "torch": torch.__version__, "precision": opts.precision, "fit_minutes": opts.fit_minutes,
+           "torch": torch.__version__, "precision": opts.precision, "fit_minutes": opts.fit_minutes, "fit_steps": opts.fit_steps,
            "argv": sys.argv[1:], "notes": notes}
     results.setdefault("runs", []).append(run)
     done = {cell_key(r) for r in results["rows"]}
@@ -611,7 +637,7 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                 todo = [m for m in methods if opts.force or (hr.name, axis, sname, m) not in done]
                 if not todo:
                     continue
-                lr, forward_model = thick(hr.with_data(hr_data), axis, setting)
+                lr = thick(hr.with_data(hr_data), axis, setting)
                 check = reference_thick(hr_data, hr.affine, lr.affine, axis, lr.shape[axis], setting.fwhm_mm)
                 fm_err = float(np.abs(check - lr.data).max())
                 if fm_err > 1e-3 * float(hr_data.max()):
@@ -622,7 +648,7 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                 write_volume(lr.with_data(np.asarray(lr.data, dtype=np.float32)), thick_path)
                 base = {"volume": hr.name, "axis": axis, "setting": sname, "spacing_mm": setting.spacing_mm,
                         "fwhm_mm": setting.fwhm_mm, "thick_shape": list(lr.shape),
-                        "forward_model": forward_model, "forward_model_max_abs_diff": fm_err}
+                        "forward_model_max_abs_diff": fm_err}
                 iconet_fit_cpu: float | None = None
                 for method in todo:
                     row = dict(base, method=method)
@@ -636,11 +662,8 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                             raise RuntimeError("no iconet fit time for this cell: run iconet first")
                         k = float(method.split("@")[1].rstrip("x"))
                         in_plane = min(lr.spacing[a] for a in range(3) if a != axis)
-                        cal_dir = cell / "eclare_calibration"
-                        cal_dir.mkdir(exist_ok=True)
-                        _, cal, _ = eclare_run(py_eclare, thick_path, cal_dir, setting, in_plane,
-                                               ECLARE_CALIBRATION_PATCHES, opts.threads, calibrate=True)
-                        per_patch = cal["fit_cpu_s"] / ECLARE_CALIBRATION_PATCHES
+                        per_patch = eclare_cpu_per_patch(py_eclare, thick_path, cell, setting, in_plane,
+                                                         opts.threads)
                         n = max(1, round(k * iconet_fit_cpu / per_patch / ECLARE_BATCH)) * ECLARE_BATCH
                         edir = cell / method.replace("@", "_")
                         edir.mkdir(exist_ok=True)
@@ -656,6 +679,8 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                                "--precision", opts.precision, "--axis", str(axis), "--threads", str(opts.threads)]
                         if opts.fit_minutes is not None:
                             cmd += ["--fit-minutes", str(opts.fit_minutes)]
+                        if opts.fit_steps is not None:
+                            cmd += ["--fit-steps", str(opts.fit_steps)]
                         cost = measured(cmd, cell / f"{method}.log", child_env(opts.threads))
                         info = json.loads((cell / f"{method}.json").read_text())
                         if method == "iconet":
