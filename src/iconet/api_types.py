@@ -180,7 +180,7 @@ def _torchio_back(obj: Any, sr: Volume) -> Any:
 
 
 def _nibabel_volume(img: Any) -> Volume:
-    from iconet.data.io import as_native, float_dtype_for
+    from iconet.data.dtypes import as_native, float_dtype_for
 
     if img.affine is None:
         raise ValueError(f"a nibabel {type(img).__name__} without an affine; give it one (or pass an array "

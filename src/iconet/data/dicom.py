@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from iconet.data.dtypes import as_native
 from iconet.data.errors import DataError
 from iconet.data.geometry import lps_to_ras, ras_to_lps
-from iconet.data.io import DEFAULT_DESCRIPTION, as_native, atomic_output, extension
-from iconet.data.validate import check_size, sniff
+from iconet.data.validate import check_size, extension, sniff
 from iconet.data.volume import Volume
+from iconet.data.writing import DEFAULT_DESCRIPTION, atomic_output
 
 __all__ = ["read_dicom", "read_dicom_file", "read_dicom_series", "write_dicom_series",
            "list_series", "decoder_hint"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import nibabel as nib
 
 from iconet.data.errors import DataError
-from iconet.data.io import atomic_output
+from iconet.data.writing import atomic_output
 
 #: the split along voxel axis 2: training slices [0, TRAIN_END), validation [VAL_START, end)
 TRAIN_END = 176

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from iconet.data.dtypes import as_native
 from iconet.data.errors import DataError
-from iconet.data.io import DEFAULT_DESCRIPTION, GeometryNotStored, as_native, atomic_output, geometry_note
 from iconet.data.validate import check_ndim, check_size
 from iconet.data.volume import Volume
+from iconet.data.writing import DEFAULT_DESCRIPTION, GeometryNotStored, atomic_output, geometry_note
 
 __all__ = ["read_png", "read_tiff", "read_npy", "write_png", "write_npy", "write_tiff"]
 

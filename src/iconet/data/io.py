@@ -7,19 +7,12 @@ from the output path. Format modules are imported on demand, so a missing option
 (e.g. ``tifffile``) only matters to the format that needs it.
 
 Writers never leave a half-written output: they write under a temporary name in the target's
-folder and rename at the end.
+folder and rename at the end (:func:`iconet.data.writing.atomic_output`, re-exported here).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
 
 from iconet.data.errors import DataError
 from iconet.data.validate import (
@@ -30,47 +23,13 @@ from iconet.data.validate import (
     require_volume,
 )
 from iconet.data.volume import Volume
+from iconet.data.writing import DEFAULT_DESCRIPTION, DataNote, GeometryNotStored, atomic_output, geometry_note
 
 __all__ = ["read_volume", "write_volume", "atomic_output", "WRITE_EXTENSIONS", "DataNote", "GeometryNotStored",
            "geometry_note"]
 
 #: Output extensions :func:`write_volume` understands (a path without one is a DICOM folder).
 WRITE_EXTENSIONS: tuple[str, ...] = (".nii", ".nii.gz", ".dcm", ".png", ".npy", ".tif", ".tiff")
-
-DEFAULT_DESCRIPTION = "iconet derived image"
-
-
-class DataNote(UserWarning):
-    """Something the user should know about data that was read or written, though nothing
-    failed. A Python caller sees it once per message (the default warnings filter); the
-    command line prints it as one ``note: <message>`` line, without Python's source location."""
-
-
-class GeometryNotStored(DataNote):
-    """A volume was written to PNG, TIFF or NPY, which store no geometry: the message
-    (:func:`geometry_note`) gives the volume's own spacing, which is not written."""
-
-
-def geometry_note(volume: Volume, path: str | Path) -> str | None:
-    """What writing ``volume`` to ``path`` (a format without geometry) leaves out, in one line,
-    or ``None`` when nothing is lost: the volume had no geometry either (read from PNG, TIFF or
-    NPY without ``spacing=``, ``meta["geometry"] == "none"``; its unit spacing is not a
-    measurement) or an identity affine.
-
-    A single slice (``(H, W, 1)``) gives ``"<path> stores no geometry; the 0.5 x 0.5 mm pixel
-    spacing (4 mm slice), orientation and position are not written"``; a volume gives its
-    three voxel sizes. Geometry the source lacked and that was defaulted is named.
-    """
-    if volume.meta.get("geometry") == "none" or np.allclose(volume.affine, np.eye(4)):
-        return None
-    sp = [f"{v:.4g}" for v in volume.spacing]
-    if volume.shape[2] == 1:
-        what = f"the {sp[0]} x {sp[1]} mm pixel spacing ({sp[2]} mm slice)"
-    else:
-        what = f"the {' x '.join(sp)} mm voxel spacing"
-    missing = volume.meta.get("geometry_missing")
-    defaulted = f" (the source had no {', '.join(map(str, missing))}: those values are defaults)" if missing else ""
-    return f"{path} stores no geometry; {what}, orientation and position are not written{defaulted}"
 
 
 def read_volume(
@@ -204,57 +163,3 @@ def write_volume(
         return images.write_tiff(volume, p, description=description)
     raise DataError(p, f"cannot write extension {ext!r}; use one of {', '.join(WRITE_EXTENSIONS)} "
                        "or a folder (DICOM series)")
-
-
-@contextmanager
-def atomic_output(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it to ``path``.
-
-    The temporary name keeps the extension (``.nii.gz`` included), so libraries that choose
-    the encoding from the name still do the right thing. On error the temporary output is
-    removed and ``path`` is left as it was. ``folder=True`` creates a temporary folder; an
-    existing target folder must be empty (it is replaced), a file is replaced atomically.
-    """
-    p = Path(path)
-    if p.exists() and p.is_dir() != folder:
-        kind = "a folder" if p.is_dir() else "a file"
-        raise DataError(p, f"exists and is {kind}; refusing to replace it")
-    if folder and p.is_dir() and any(p.iterdir()):
-        raise DataError(p, "folder exists and is not empty; write a series into a new or empty "
-                           "folder (mixing series in one folder makes them ambiguous)")
-    parent = p.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(p, f"cannot create its folder: {e.strerror or e}") from e
-    ext = extension(p)
-    stem = p.name[: len(p.name) - len(ext)] if ext else p.name
-    tmp = parent / f".{stem}.tmp-{uuid.uuid4().hex[:12]}{ext}"
-    try:
-        if folder:
-            tmp.mkdir()
-        yield tmp
-        if folder and p.is_dir():
-            p.rmdir()  # empty (checked above)
-        os.replace(tmp, p)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
-
-
-def as_native(a: np.ndarray) -> np.ndarray:
-    """``a`` in native byte order (same kind and size): big-endian files are common."""
-    if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != ("<" if np.little_endian else ">"):
-        return a.astype(a.dtype.newbyteorder("="))
-    return a
-
-
-def float_dtype_for(source: np.dtype) -> np.dtype:
-    """Float type that holds a rescaled ``source``: float32 for <= 16-bit, else float64."""
-    source = np.dtype(source)
-    if source.kind == "f":
-        return np.dtype(np.float64) if source.itemsize >= 8 else np.dtype(np.float32)
-    return np.dtype(np.float32) if source.itemsize <= 2 else np.dtype(np.float64)

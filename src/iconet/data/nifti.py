@@ -9,11 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from iconet.data.dtypes import as_native, float_dtype_for
 from iconet.data.errors import DataError
 from iconet.data.geometry import is_sheared
-from iconet.data.io import as_native, atomic_output, float_dtype_for
 from iconet.data.validate import check_size
 from iconet.data.volume import Volume
+from iconet.data.writing import atomic_output
 
 __all__ = ["read_nifti", "write_nifti"]
 
