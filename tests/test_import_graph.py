@@ -96,5 +96,15 @@ def test_builder_sees_lazy_relative_and_package_imports(tmp_path: Path) -> None:
 def test_iconet_data_imports_form_no_cycle() -> None:
     graph = import_graph(DATA_DIR, "iconet.data")
     # The graph is the real one: read_volume dispatches to the format readers.
-    assert {"iconet.data.nifti", "iconet.data.dicom", "iconet.data.images"} <= graph["iconet.data.io"]
+    assert {"iconet.data.nifti", "iconet.data.dicom_read", "iconet.data.dicom_write",
+            "iconet.data.images"} <= graph["iconet.data.io"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_dicom_reading_and_writing_are_apart() -> None:
+    """The reader and the writer share only leaves; ``iconet.data.dicom`` re-exports both."""
+    graph = import_graph(DATA_DIR, "iconet.data")
+    assert "iconet.data.dicom_write" not in graph["iconet.data.dicom_read"]
+    assert "iconet.data.dicom_read" not in graph["iconet.data.dicom_write"]
+    assert graph["iconet.data.dicom"] == {"iconet.data.dicom_read", "iconet.data.dicom_write"}
+    assert not {"iconet.data.io", "iconet.data.dicom"} & (graph["iconet.data.writing"] | graph["iconet.data.dtypes"])

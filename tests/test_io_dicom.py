@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from nibabel.affines import apply_affine
 
-from iconet.data.dicom import read_dicom_series
+from iconet.data.dicom_read import read_dicom_series
 from iconet.data.errors import DataError
 from iconet.data.io import read_volume, write_volume
 from iconet.data.volume import Volume

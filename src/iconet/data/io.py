@@ -74,7 +74,7 @@ def read_volume(
 
         vol = read_nifti(p, frame=frame, max_bytes=max_bytes)
     elif fmt in ("dicom", "folder"):
-        from iconet.data.dicom import read_dicom
+        from iconet.data.dicom_read import read_dicom
 
         if frame is not None:
             raise DataError(p, "--frame (frame=) selects a frame of a 4-D NIfTI; DICOM input has no "
@@ -150,7 +150,7 @@ def write_volume(
 
         return write_nifti(volume, p, reference=reference, description=description)
     if ext == ".dcm" or (ext == "" or p.is_dir()):
-        from iconet.data.dicom import write_dicom_series
+        from iconet.data.dicom_write import write_dicom_series
 
         return write_dicom_series(volume, p, reference=reference, description=description)
     if ext in (".png", ".npy", ".tif", ".tiff"):

@@ -2,7 +2,7 @@
 for formats that store no geometry.
 
 A leaf of ``iconet.data``: it imports no reader or writer, so the format modules (``nifti``,
-``dicom``, ``images``) and the dispatcher :mod:`iconet.data.io` that imports them on demand
+``dicom_write``, ``images``) and the dispatcher :mod:`iconet.data.io` that imports them on demand
 can all use it without an import cycle (``tests/test_import_graph.py``).
 """
 
