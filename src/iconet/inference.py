@@ -550,7 +550,7 @@ def super_resolve(
         from iconet.domain import API_HINT, check_input
 
         for note in check_input(domain, vol, model=model_label,
-                                source=vol.name if kind == "volume" else "the array",
+                                source={"volume": vol.name, "image": f"the {type(volume).__name__}"}.get(kind, "the array"),
                                 allow=allow_domain_mismatch, hint=API_HINT):
             warnings.warn(note, UserWarning, stacklevel=2)
     if kind == "2d":
