@@ -116,16 +116,19 @@ def test_the_real_zoo():
 
 
 def test_a_model_instance_and_the_engine_signature():
+    from iconet.inference import super_resolve_volume
+
     lr = _slice().astype(np.float32)
     model = build_model("bicubic", grid="centre")
     sr = iconet.super_resolve(lr, model)  # grid from the instance's config
-    legacy = iconet.super_resolve(model, lr, grid="centre")  # the engine's signature, as before
-    assert isinstance(legacy, dict) and set(legacy) == {"sr"}
-    np.testing.assert_array_equal(sr, legacy["sr"].data[:, :, 0])
+    engine = super_resolve_volume(model, lr, grid="centre")  # the engine's form: model first, a dict back
+    assert isinstance(engine, dict) and set(engine) == {"sr"}
+    np.testing.assert_array_equal(sr, engine["sr"].data[:, :, 0])
     with pytest.raises(ValueError, match="upscales x2, but scale=4"):
         iconet.super_resolve(lr, model, scale=4)
-    with pytest.raises(TypeError, match="needs grid="):
-        iconet.super_resolve(model, lr)
+    for old_order in ({}, {"grid": "centre"}):  # the model first is the other function, by name
+        with pytest.raises(TypeError, match=r"image comes first.*super_resolve_volume\(model, volume, grid=\.\.\.\)"):
+            iconet.super_resolve(model, lr, **old_order)
     with pytest.raises(TypeError, match="the image comes first"):
         iconet.super_resolve(model=lr, volume=lr)
 

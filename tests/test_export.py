@@ -88,6 +88,21 @@ def test_config_and_card_say_how_the_model_was_trained(tmp_path):
     assert metrics["validation"] == {"val/sr_psnr": 31.25, "val/sr_ssim": 0.92} and metrics["protocol"] == PROTOCOL
 
 
+@pytest.mark.parametrize("data, normalization, source", [
+    ({"modality": "CT"}, {"method": "window", "low": -1000.0, "high": 1000.0}, "per-modality default (CT)"),
+    ({"modality": "PT", "normalization": {"method": "range", "low": 0.0, "high": 20.0, "reference": "lr"}},
+     {"method": "range", "low": 0.0, "high": 20.0, "reference": "lr"}, "as configured for training"),
+])
+def test_normalisation_and_modality_come_from_the_typed_data_section(tmp_path, data, normalization, source):
+    run = make_run(tmp_path)
+    _bad_weights(run, lambda c: c["config"]["data"].update(data))
+    out = export_run(run, tmp_path / "model")
+    written = yaml.safe_load((out / "config.yaml").read_text())["data"]
+    assert written["modality"] == data["modality"]
+    assert {k: written["normalization"][k] for k in normalization} == normalization
+    assert re.search(rf"Intensity normalisation \([^\n]*{re.escape(source)}\)", (out / "model_card.md").read_text())
+
+
 def test_last_checkpoint_and_missing_ema_fall_back_to_raw_weights_with_a_note(tmp_path):
     run = make_run(tmp_path, "edsr", ema=False)
     out = export_run(run, tmp_path / "model", checkpoint="last")
@@ -118,6 +133,8 @@ def _bad_weights(run: Path, change) -> None:
         (lambda run: _bad_weights(run, lambda c: c["ema"].pop("head.weight")), ValueError, "missing key 'head.weight'"),
         (lambda run: _bad_weights(run, lambda c: c["ema"].update(extra=torch.zeros(1))), ValueError, "unexpected key 'extra'"),
         (lambda run: _bad_weights(run, lambda c: c["config"]["model"].update(n_feats=16)), ValueError, "has shape (8, 1, 3, 3), the model expects (16, 1, 3, 3)"),
+        (lambda run: _bad_weights(run, lambda c: c["config"]["data"].update(normalisation={"method": "range"})), ValueError,
+         "best.pt: unknown key 'data.normalisation'"),
     ],
 )
 def test_bad_runs_are_one_line_errors(tmp_path, setup, error, message):

@@ -12,7 +12,7 @@ from iconet.data.geometry import downscaled_affine
 from iconet.data.io import read_volume
 from iconet.data.samples import sample_path
 from iconet.data.volume import Volume
-from iconet.inference import InferenceOptions, restore_dtype, slice_axis, super_resolve, super_resolve_volume
+from iconet.inference import InferenceOptions, restore_dtype, slice_axis, super_resolve_volume
 from iconet.memory import (
     ACCUMULATOR_BYTES,
     KSPACE_MARGIN,
@@ -58,7 +58,7 @@ def test_output_lands_on_the_hr_grid_in_world_space_and_on_content(grid, name):
     hr = _hr_slab()
     lr = _lr_of(hr, grid)
     model = build_model(name, grid=grid)
-    out = super_resolve(model, lr, grid=grid)["sr"]
+    out = super_resolve_volume(model, lr, grid=grid)["sr"]
     assert out.shape == hr.shape
     # Header: the SR volume's voxel centres are the HR volume's voxel centres.
     np.testing.assert_allclose(out.affine, hr.affine, atol=1e-9)
@@ -73,7 +73,7 @@ def test_wrong_grid_is_caught_by_the_content_check():
     # The same check fails when the model interpolates on the other grid: the test can fail.
     hr = _hr_slab()
     lr = _lr_of(hr, "kspace")
-    out = super_resolve(build_model("bicubic", grid="centre"), lr, grid="centre")["sr"]
+    out = super_resolve_volume(build_model("bicubic", grid="centre"), lr, grid="centre")["sr"]
     assert _best_shift(out.data[..., 3].astype(np.float64), hr.data[..., 3].astype(np.float64)) != (0, 0)
 
 
@@ -81,9 +81,9 @@ def test_integer_input_keeps_its_dtype_and_is_clipped_not_wrapped():
     hr = _hr_slab()
     lr = _lr_of(hr, "kspace")
     lr8 = Volume(np.clip(np.rint(lr.data), 0, 255).astype(np.uint8), lr.affine)
-    out = super_resolve(build_model("zerofill"), lr8, grid="kspace")["sr"]
+    out = super_resolve_volume(build_model("zerofill"), lr8, grid="kspace")["sr"]
     assert out.data.dtype == np.uint8
-    ref = super_resolve(build_model("zerofill"), Volume(lr8.data.astype(np.float32), lr8.affine), grid="kspace")["sr"]
+    ref = super_resolve_volume(build_model("zerofill"), Volume(lr8.data.astype(np.float32), lr8.affine), grid="kspace")["sr"]
     np.testing.assert_array_equal(out.data, np.clip(np.rint(ref.data), 0, 255).astype(np.uint8))
     assert restore_dtype(np.array([-3.0, 70000.0]), np.int16).tolist() == [-3, 32767]
 
@@ -95,8 +95,8 @@ def test_ct_in_hounsfield_units_keeps_negative_values():
     ct = Volume((hr.data * 16 - 1000).astype(np.int16), hr.affine, modality="CT")  # up to ~2000 HU
     lr = _lr_of(ct, "centre")
     lr = Volume(np.rint(lr.data).astype(np.int16), lr.affine, modality="CT")
-    out = super_resolve(build_model("bicubic", grid="centre"), lr, grid="centre",
-                        normalization=NormalizeConfig(method="window", low=-1000, high=1000))["sr"]
+    out = super_resolve_volume(build_model("bicubic", grid="centre"), lr, grid="centre",
+                               normalization=NormalizeConfig(method="window", low=-1000, high=1000))["sr"]
     assert out.data.dtype == np.int16 and out.modality == "CT"
     # Hounsfield units come back, including values outside the normalisation window.
     assert out.data.min() < -900 and out.data.max() > 1200
@@ -107,8 +107,8 @@ def test_tiled_and_untiled_agree_on_a_real_slice():
     torch.manual_seed(0)
     model = build_model({"name": "edsr", "n_feats": 8, "n_blocks": 2, "grid": "centre"}).eval()
     lr = _lr_of(_hr_slab(), "centre")
-    whole = super_resolve(model, lr, grid="centre", options=InferenceOptions(tile=0))["sr"].data
-    tiled = super_resolve(model, lr, grid="centre", options=InferenceOptions(tile=48, overlap=0.5))["sr"].data
+    whole = super_resolve_volume(model, lr, grid="centre", options=InferenceOptions(tile=0))["sr"].data
+    tiled = super_resolve_volume(model, lr, grid="centre", options=InferenceOptions(tile=48, overlap=0.5))["sr"].data
     peak = float(whole.max())
     mse = float(np.mean((whole.astype(np.float64) - tiled) ** 2))
     # Stated tolerance: tiles see replicated borders, blended with Gaussian weights.
@@ -132,8 +132,8 @@ def test_tiles_on_the_kspace_grid_see_the_whole_slices_periodic_border(name, tol
     model = build_model(spec).eval()
     lr = _lr_of(_hr_slab(), "kspace")
     opts = InferenceOptions(tile=48, overlap=0.5)
-    whole = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"].data
-    tiled = super_resolve(model, lr, grid="kspace", options=opts)["sr"].data
+    whole = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"].data
+    tiled = super_resolve_volume(model, lr, grid="kspace", options=opts)["sr"].data
     # Stated tolerance (measured: bicubic 78 dB, zero-filled 54 dB, EDSR 39-45 dB over 4 random
     # initialisations; EDSR's zero-padded convolutions see other neighbours at the border;
     # ICONet's low-band swap 54 dB, a tile's spectrum is not the slice's).
@@ -141,17 +141,18 @@ def test_tiles_on_the_kspace_grid_see_the_whole_slices_periodic_border(name, tol
     # Without the circular margin a tile wraps within itself at the slice's last row and column
     # (measured: 31-34 dB for all three).
     monkeypatch.setattr(inference, "KSPACE_MARGIN", 0)
-    unpadded = super_resolve(model, lr, grid="kspace", options=opts)["sr"].data
+    unpadded = super_resolve_volume(model, lr, grid="kspace", options=opts)["sr"].data
     assert _psnr(whole, unpadded) < min(tolerance_db, 36)
 
 
 def test_save_rec_returns_the_reconstruction_at_input_geometry():
     model = build_model({"name": "iconet", "width": 8, "heads": 2, "groups_per_stage": 1, "blocks_per_group": 1})
     lr = _lr_of(_hr_slab(), "kspace")
-    out = super_resolve(model, lr, grid="kspace", options=InferenceOptions(save_rec=True, batch=3))
+    out = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(save_rec=True, batch=3))
     assert out["rec"].shape == lr.shape and np.allclose(out["rec"].affine, lr.affine)
     with pytest.raises(ValueError, match="no reconstruction output"):
-        super_resolve(build_model("edsr", n_blocks=1, n_feats=8), lr, grid="kspace", options=InferenceOptions(save_rec=True))
+        super_resolve_volume(build_model("edsr", n_blocks=1, n_feats=8), lr, grid="kspace",
+                             options=InferenceOptions(save_rec=True))
 
 
 def test_plane_selection():
@@ -159,14 +160,14 @@ def test_plane_selection():
     assert slice_axis(aniso, None) == 1  # the coarsest axis: slices hold the two finest
     lia = Volume(np.zeros((4, 5, 6), np.float32), np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1.0]]))
     assert [slice_axis(lia, p) for p in ("sagittal", "coronal", "axial")] == [0, 2, 1]
-    out = super_resolve(build_model("bicubic"), Volume(np.random.rand(6, 8, 10).astype(np.float32), lia.affine),
-                        grid="kspace", options=InferenceOptions(plane="axial"))["sr"]
+    out = super_resolve_volume(build_model("bicubic"), Volume(np.random.rand(6, 8, 10).astype(np.float32), lia.affine),
+                               grid="kspace", options=InferenceOptions(plane="axial"))["sr"]
     assert out.shape == (12, 8, 20)
 
 
 def test_bad_input():
     with pytest.raises(ValueError, match="channels"):
-        super_resolve(build_model("bicubic", in_channels=2), np.random.rand(8, 8, 2), grid="kspace")
+        super_resolve_volume(build_model("bicubic", in_channels=2), np.random.rand(8, 8, 2), grid="kspace")
     with pytest.raises(ValueError, match="plane"):
         InferenceOptions(plane="oblique")
     if not torch.cuda.is_available():
@@ -319,7 +320,7 @@ def test_circular_padding_is_the_manual_pad_run_crop():
 
     model = _tiny_edsr("kspace")
     lr, _ = _crop_lr(_hr_slab())
-    out = super_resolve(model, lr, grid="kspace", options=InferenceOptions(pad="circular", tile=0))["sr"]
+    out = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(pad="circular", tile=0))["sr"]
     assert out.meta["iconet_circular_slices"] == lr.shape[2]
     # the same by hand: normalise, pad, forward, crop, restore
     from iconet.data.normalize import NormalizeConfig, denormalize, normalize
@@ -331,7 +332,7 @@ def test_circular_padding_is_the_manual_pad_run_crop():
         sr = model(torch.nn.functional.pad(x, (m, m, m, m), mode="circular"))["sr"][-1][..., 2 * m : -2 * m, 2 * m : -2 * m]
     ref = denormalize(np.moveaxis(sr.squeeze(1).numpy(), 0, 2), norm)
     np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-4 * float(np.abs(ref).max()))
-    none = super_resolve(model, lr, grid="kspace", options=InferenceOptions(pad="none", tile=0))["sr"]
+    none = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(pad="none", tile=0))["sr"]
     assert none.meta["iconet_circular_slices"] == 0
     assert not np.allclose(none.data, out.data)  # the padding changes the border
 
@@ -342,8 +343,9 @@ def test_auto_pads_only_the_slices_cut_through_the_object():
     whole = _lr_of(_framed(hr), "kspace")  # head in background: no slice padded
     crop, _ = _crop_lr(hr)
     for lr, padded in [(whole, 0), (crop, crop.shape[2])]:
-        auto = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"]
-        same = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0, pad="circular" if padded else "none"))["sr"]
+        auto = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"]
+        same = super_resolve_volume(model, lr, grid="kspace",
+                                    options=InferenceOptions(tile=0, pad="circular" if padded else "none"))["sr"]
         assert auto.meta["iconet_circular_slices"] == padded
         np.testing.assert_array_equal(auto.data, same.data)
     # a batch that mixes both kinds: each slice as its own kind of pass gives it
@@ -362,7 +364,7 @@ def test_auto_pads_only_the_slices_cut_through_the_object():
     # the centre grid (bicubic degradation) is never padded; asking for it is an error
     assert not circular_rows(x, "auto", "centre").any()
     with pytest.raises(ValueError, match="centre grid"):
-        super_resolve(_tiny_edsr(), whole, grid="centre", options=InferenceOptions(pad="circular"))
+        super_resolve_volume(_tiny_edsr(), whole, grid="centre", options=InferenceOptions(pad="circular"))
     with pytest.raises(ValueError, match="pad must be one of"):
         InferenceOptions(pad="reflect")
 
@@ -378,7 +380,7 @@ def test_circular_padding_helps_the_shipped_model_where_the_field_of_view_cuts_t
     hr = hr.data[..., 2:5].astype(np.float64)
     scores = {}
     for pad in ("none", "circular"):
-        sr = super_resolve(model, lr, grid="kspace", options=InferenceOptions(pad=pad, tile=0))["sr"].data
+        sr = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(pad=pad, tile=0))["sr"].data
         scores[pad] = _psnr(hr, sr)
     assert scores["circular"] > scores["none"] + 0.2, scores
 
@@ -404,6 +406,6 @@ def test_the_shipped_fourier_branch_model_tiles_within_its_stated_tolerance():
     model, info = load_model("iconet-t1-x2")
     assert info.model["spectral_branch"] == "rec"
     lr = _lr_of(_hr_slab(), "kspace")
-    whole = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"].data
-    tiled = super_resolve(model, lr, grid="kspace", options=InferenceOptions(tile=48, overlap=0.5))["sr"].data
+    whole = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"].data
+    tiled = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(tile=48, overlap=0.5))["sr"].data
     assert _psnr(whole, tiled) > 32

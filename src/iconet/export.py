@@ -19,6 +19,9 @@ Decisions:
   ``RUN/config.yaml``, which could have been edited after the run.
 * The model section is written **resolved** (every field, defaults included), so a later change
   of a default cannot change an exported model.
+* The card (``model_card.md``) is written by :func:`iconet.model_card.render_card` from what
+  was read here; the normalisation and modality come from the ``data`` section read as the
+  engine's :class:`~iconet.engine.config.DataConfig`.
 * The folder is built in a hidden temporary folder next to ``OUT`` and renamed into place, so
   ``OUT`` is either complete or absent. ``overwrite=True`` only replaces a folder that is empty
   or is a previous export (holds ``model.safetensors``), and never the run folder itself.
@@ -37,9 +40,8 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from iconet.domain import describe, training_domain
 from iconet.config import ConfigError, from_dict, load_yaml, to_dict
-from iconet.data.normalize import describe_reference
+from iconet.domain import training_domain
 from iconet.hub import (
     CARD_FILE,
     CONFIG_FILE,
@@ -48,6 +50,7 @@ from iconet.hub import (
     WEIGHTS_FILE,
     check_state_dict,
 )
+from iconet.model_card import render_card
 
 #: format tag of a training checkpoint (written by the engine)
 CHECKPOINT_FORMAT = "iconet-checkpoint/1"
@@ -116,36 +119,24 @@ def _strip_wrappers(state: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]
     return out, notes
 
 
-def _find(node: Any, keys: tuple[str, ...], depth: int = 3) -> Any:
-    """First value of any of ``keys`` in a nested mapping (breadth-first, ``depth`` levels)."""
-    level = [node]
-    for _ in range(depth):
-        nxt = []
-        for n in level:
-            if not isinstance(n, Mapping):
-                continue
-            for k in keys:
-                if k in n and n[k] is not None:
-                    return n[k]
-            nxt.extend(v for v in n.values() if isinstance(v, Mapping))
-        level = nxt
-    return None
-
-
 def _normalisation(data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """The normalisation part of ``data``, resolved, and where it came from."""
-    from iconet.data.normalize import NormalizeConfig, default_config
+    """The normalisation the run trained with, resolved, and where it came from: the
+    recipe's ``data.normalization``, else the default of ``data.modality``
+    (:func:`iconet.data.normalize.default_config`). ``data`` is the checkpoint's ``data``
+    section, read as the engine's :class:`~iconet.engine.config.DataConfig`."""
+    from iconet.data.normalize import default_config
+    from iconet.engine.config import DataConfig
 
-    raw = _find(data, ("normalization", "normalisation", "normalize"))
-    modality = _find(data, ("modality",))
-    if isinstance(raw, Mapping):
-        cfg = from_dict(NormalizeConfig, dict(raw), "data.normalization")
+    typed = from_dict(DataConfig, dict(data), "data")
+    modality = typed.modality
+    if typed.normalization is not None:
+        cfg = typed.normalization
         source = "as configured for training"
     else:
-        cfg = default_config(modality if isinstance(modality, str) else None)
+        cfg = default_config(modality)
         source = f"not set in the training config: the per-modality default ({modality or 'MR'})"
     out: dict[str, Any] = {"normalization": to_dict(cfg)}
-    if isinstance(modality, str):
+    if modality is not None:
         out["modality"] = modality
     return out, source
 
@@ -178,186 +169,6 @@ def _plain(x: Any) -> Any:
     return str(x)
 
 
-# --------------------------------------------------------------------------- the card
-
-
-_GRID_TEXT = {
-    "kspace": (
-        "k-space truncation with centred FFTs: LR pixel *m* sits on HR pixel *s·m* (the FFT centre "
-        "is shared). Output geometry: the spacing of each upscaled axis becomes *d/s*, the "
-        "direction cosines stay, and the **origin stays where it is** (first output voxel = first "
-        "input voxel)."
-    ),
-    "centre": (
-        "area / bicubic downsampling: the pixel *centres* of the field of view stay aligned. Output "
-        "geometry: the spacing of each upscaled axis becomes *d/s*, the direction cosines stay, and "
-        "the **origin moves by −(d − d/s)/2** along each upscaled axis (copying the input origin "
-        "would shift the image)."
-    ),
-}
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True)
-    return str(v)
-
-
-def _table(d: Mapping[str, Any]) -> list[str]:
-    if not d:
-        return ["(none recorded)"]
-    rows = ["| key | value |", "|---|---|"]
-    rows += [f"| `{k}` | {_fmt(v)} |" for k, v in d.items()]
-    return rows
-
-
-def _recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    optim = cfg.get("optim") or {}
-    sched = cfg.get("schedule") or {}
-    run = cfg.get("run") or {}
-    data = cfg.get("data") or {}
-    out: dict[str, Any] = {}
-    if isinstance(optim, Mapping) and optim:
-        out["optimiser"] = ", ".join(f"{k}={_fmt(v)}" for k, v in optim.items())
-    if isinstance(sched, Mapping) and sched:
-        out["schedule"] = ", ".join(f"{k}={_fmt(v)}" for k, v in sched.items())
-    for label, keys in (
-        ("steps", ("steps", "total_steps", "max_steps", "iterations")),
-        ("batch", ("batch_size", "batch")),
-        ("patch", ("patch_size", "patch")),
-        ("precision", ("precision", "amp", "dtype")),
-        ("seed", ("seed",)),
-    ):
-        val = _find({"schedule": sched, "data": data, "optim": optim, "run": run}, keys)
-        if val is not None:
-            out[label] = val
-    return out
-
-
-def _hardware(cfg: Mapping[str, Any], ckpt: Mapping[str, Any]) -> Any:
-    run = cfg.get("run") or {}
-    for node in (ckpt, run):  # what the run recorded beats what the config asked for
-        if isinstance(node, Mapping):
-            for key in ("hardware", "device", "devices", "world_size"):
-                if node.get(key) is not None:
-                    return {key: node[key]} if key != "hardware" else node[key]
-    return None
-
-
-def _card(
-    *,
-    model_cfg: dict[str, Any],
-    params: int,
-    degradation: dict[str, Any],
-    grid: str,
-    data_export: dict[str, Any],
-    norm_source: str,
-    cfg: Mapping[str, Any],
-    ckpt: Mapping[str, Any],
-    checkpoint: str,
-    step: int | None,
-    weights: str,
-    metrics: Mapping[str, Any],
-    protocol: str | None,
-    command: str | None,
-    notes: list[str],
-    domain: Mapping[str, Any],
-) -> str:
-    name = model_cfg["name"]
-    scale = model_cfg.get("scale")
-    effective: list[str] = []
-    if degradation.get("kind") == "kspace" and degradation.get("mask") != "none":
-        from iconet.data.degrade import DEFAULT_CENTRE_FRACTION
-
-        cf = degradation.get("centre_fraction")
-        if cf is None:
-            cf = DEFAULT_CENTRE_FRACTION.get(str(degradation.get("mask")))
-        effective = [f"Effective centre fraction (fully sampled k-space lines around DC): {_fmt(cf)}.", ""]
-    L: list[str] = [f"# iconet model card: {name} x{scale}", ""]
-    L += [
-        f"Exported by `iconet export` from the **{checkpoint}** checkpoint, training step **{step}**, "
-        f"{'EMA' if weights == 'ema' else 'raw (non-EMA)'} weights. Format `{MODEL_FORMAT}`; "
-        f"load with `iconet.hub.load_model(FOLDER)` (safetensors, no pickle).",
-        "",
-        "## Model",
-        "",
-        f"- architecture: `{name}`, scale x{scale}, {model_cfg.get('in_channels', 1)} input channel(s)",
-        f"- parameters: {params:,}",
-        "",
-        "Resolved configuration (`config.yaml`, section `model`):",
-        "",
-        *_table(model_cfg),
-        "",
-        "## Training data",
-        "",
-    ]
-    data = cfg.get("data") or {}
-    L += [f"Domain: **{describe(domain)}** (`config.yaml` `domain`); `iconet infer` refuses scans of "
-          "another modality unless `--allow-domain-mismatch` is given.", ""]
-    L += ["Data section of the training config:", "", *_table(data if isinstance(data, Mapping) else {}), ""]
-    norm = data_export["normalization"]
-    L += [
-        f"Intensity normalisation ({norm_source}): "
-        + ", ".join(f"{k}={_fmt(v)}" for k, v in norm.items())
-        + ". Inputs must be normalised the same way and outputs un-normalised before scoring.",
-        "",
-        f"Which volume the statistic is taken on: {describe_reference(norm)}.",
-        "",
-        "## Degradation",
-        "",
-        f"The LR inputs were synthesised with the `{degradation.get('kind')}` degradation at x"
-        f"{degradation.get('scale')}; the model is meant for inputs degraded this way:",
-        "",
-        *_table(degradation),
-        "",
-        *effective,
-        "## Sampling grid and output geometry",
-        "",
-        f"Sampling grid: **`{grid}`** — {_GRID_TEXT.get(grid, 'unknown grid')}",
-        "",
-    ]
-    if model_cfg.get("grid") not in (None, grid):
-        L += [
-            f"Note: the model config says grid `{model_cfg.get('grid')}` but the degradation it was "
-            f"trained with samples on `{grid}`; output geometry follows the degradation.",
-            "",
-        ]
-    recipe = _recipe(cfg)
-    if step is not None:
-        recipe["step exported"] = step
-    L += ["## Training recipe", "", *_table(recipe), ""]
-    if command:
-        L += ["Training command (`command.txt`):", "", "```", command.strip(), "```", ""]
-    hw = _hardware(cfg, ckpt)
-    L += ["Hardware: " + (_fmt(hw) if hw is not None else "not recorded") + ".", ""]
-    L += ["## Validation metrics", ""]
-    L += [f"At step {step} ({checkpoint} checkpoint):", "", *_table(metrics), ""]
-    L += [
-        "Protocol: " + (protocol if protocol else "not recorded by the run — compare these numbers "
-                         "with others only after checking how they were computed (docs/design.md §3)."),
-        "",
-        "## Intended use",
-        "",
-        f"- Research on {scale}x super-resolution of images degraded like the training data "
-        f"(`{degradation.get('kind')}` degradation, `{grid}` grid), normalised as above.",
-        "- Comparisons with other methods under the stated metric protocol.",
-        "",
-        "## Not for",
-        "",
-        "- Clinical diagnosis or any decision about a patient: the output is a model's estimate, "
-        "and it can invent or remove structures.",
-        "- Inputs degraded differently (another scale, mask, noise level, modality or contrast) "
-        "without re-validation: the figures above do not transfer.",
-        "- Images whose geometry is then handled without the sampling-grid rule above.",
-        "",
-    ]
-    if notes:
-        L += ["## Export notes", "", *[f"- {n}" for n in notes], ""]
-    return "\n".join(L)
-
-
 # --------------------------------------------------------------------------- build + write
 
 
@@ -385,7 +196,10 @@ def _prepare(run_dir: Path, checkpoint: str) -> _Export:
             f"{path}: degradation scale {deg.scale} differs from model scale {model_cfg['scale']}"
         )
     grid = deg.grid
-    data_export, norm_source = _normalisation(cfg.get("data") or {})
+    try:
+        data_export, norm_source = _normalisation(cfg.get("data") or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
     ema = ckpt.get("ema")
     if ema is not None:
@@ -454,7 +268,7 @@ def _prepare(run_dir: Path, checkpoint: str) -> _Export:
         "validation": chosen,
         "all": all_metrics,
     }
-    card = _card(
+    card = render_card(
         model_cfg=model_cfg,
         params=count_parameters(model),
         degradation=to_dict(deg),

@@ -12,7 +12,7 @@ Two entry points:
   the same kind out; the model is a shipped name, an exported folder or an instance (default:
   the shipped ICONet of ``scale``).
 * :func:`super_resolve_volume` — the engine: a model instance and a volume in, ``{"sr": Volume,
-  "rec": Volume}`` out. ``super_resolve(model, volume, grid=...)`` (model first) still calls it.
+  "rec": Volume}`` out.
 
 Tiling from a memory budget
 ---------------------------
@@ -428,8 +428,8 @@ def _as_volume(
 
 
 def super_resolve(
-    volume: Volume | np.ndarray | str | os.PathLike[str] | SRModel,
-    model: SRModel | str | os.PathLike[str] | Volume | np.ndarray | None = None,
+    volume: Volume | np.ndarray | str | os.PathLike[str] | Any,
+    model: SRModel | str | os.PathLike[str] | None = None,
     *,
     scale: int | None = None,
     spacing: Sequence[float] | None = None,
@@ -489,9 +489,9 @@ def super_resolve(
 
     Returns:
         An array for an array input, a Volume for a Volume or path input, the input's type for
-        a MetaTensor, torchio or nibabel image. With ``model`` an
-        instance and ``volume`` given first the old way — ``super_resolve(model, volume,
-        grid=...)`` — this is :func:`super_resolve_volume` and returns its dict.
+        a MetaTensor, torchio or nibabel image. A model given first (``super_resolve(model,
+        volume, grid=...)``) is a ``TypeError`` that names :func:`super_resolve_volume`, the
+        form with the model first that returns ``{"sr": Volume}``.
 
     Example::
 
@@ -501,18 +501,9 @@ def super_resolve(
         sr4 = iconet.super_resolve(lr, scale=4)                 # (512, 512), shipped iconet-t1-x4
         vol = iconet.super_resolve("scan.nii.gz", "models/my_x2", memory_budget_bytes="1GiB")
     """
-    if isinstance(volume, torch.nn.Module):  # the engine's signature: super_resolve(model, volume, grid=...)
-        if option_fields or scale is not None or spacing is not None or affine is not None:
-            unexpected = [*option_fields, *(k for k, v in (("scale", scale), ("spacing", spacing),
-                                                           ("affine", affine)) if v is not None)]
-            raise TypeError(f"super_resolve(model, volume, ...) takes grid=, normalization=, options=, "
-                            f"progress=; got {', '.join(unexpected)}")
-        if grid is None:
-            raise TypeError("super_resolve(model, volume, ...) needs grid= (the model's sampling grid)")
-        if isinstance(normalization, dict):
-            normalization = _normalization(normalization)
-        return super_resolve_volume(volume, model, grid=grid, normalization=normalization,  # type: ignore[arg-type]
-                                    options=options, progress=progress)
+    if isinstance(volume, torch.nn.Module):
+        raise TypeError("super_resolve(volume, model): the image comes first; with a model instance first "
+                        "use super_resolve_volume(model, volume, grid=...), which returns {'sr': Volume}")
     if isinstance(model, (Volume, np.ndarray)):
         raise TypeError("super_resolve(volume, model): the image comes first")
     opts = options or InferenceOptions()
