@@ -460,13 +460,49 @@ def load_results(path: Path) -> dict[str, Any]:
     return {"rows": [], "runs": []}
 
 
-def save_results(path: Path, results: dict[str, Any]) -> None:
-    results["rows"].sort(key=lambda r: (r["volume"], r["setting"], METHODS.index(r["method"])
-                                        if r["method"] in METHODS else 99, r["axis"]))
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
-    path.with_suffix(".md").write_text(table(results))
+def update_results(path: Path, rows: list[dict[str, Any]] = (), run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge ``rows`` (replacing rows of the same cell) and ``run`` into the JSON at ``path``,
+    rewrite the .md beside it (and the block in docs/through_plane.md for the default JSON).
+
+    Read, merged and written under a file lock, so several runs of this script (different
+    cells) can share one results file.
+    """
+    import fcntl
+    import hashlib
+
+    lock = Path(tempfile.gettempdir()) / f"through_plane_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        results = load_results(path)
+        keys = {cell_key(r) for r in rows}
+        results["rows"] = [r for r in results["rows"] if cell_key(r) not in keys] + list(rows)
+        results["rows"].sort(key=lambda r: (r["volume"], r["setting"], METHODS.index(r["method"])
+                                            if r["method"] in METHODS else 99, r["axis"]))
+        if run is not None:
+            results["runs"] = [r for r in results.get("runs", []) if r.get("id") != run["id"]] + [run]
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(path)
+        md = table(results)
+        path.with_suffix(".md").write_text(md)
+        if path.resolve() == RESULTS.resolve():
+            paste_into_doc(md)
+    return results
+
+
+def paste_into_doc(md: str) -> None:
+    """Replace the generated block of docs/through_plane.md (between its two markers) by ``md``."""
+    doc = REPO / "docs" / "through_plane.md"
+    if not doc.exists():
+        return
+    text = doc.read_text()
+    begin, end = "<!-- generated:through_plane -->", "<!-- /generated:through_plane -->"
+    if begin not in text or end not in text:
+        return
+    body = md.split("\n", 2)[2].strip()  # without the page title
+    body = body.replace("## ", "### ")
+    head, rest = text.split(begin, 1)
+    doc.write_text(f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}")
 
 
 def _fmt(vals: list[float], digits: int) -> str:
@@ -588,9 +624,8 @@ def main(argv: list[str] | None = None) -> None:
     if opts.cmd == "_child":
         child_main(opts)
         return
-    results = load_results(opts.results)
     if opts.table_only:
-        save_results(opts.results, results)
+        update_results(opts.results)
         print(opts.results.with_suffix(".md").read_text())
         return
     missing = [str(p) for p in opts.volumes if not p.exists()]
@@ -599,10 +634,10 @@ def main(argv: list[str] | None = None) -> None:
                          "see the docstring of benchmarks/through_plane.py or ../shared/data/README.md)")
     work = Path(tempfile.mkdtemp(prefix="through_plane_")) if opts.work_dir is None else opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    run_main(opts, results, work)
+    run_main(opts, work)
 
 
-def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> None:
+def run_main(opts: argparse.Namespace, work: Path) -> None:
     import torch
 
     from iconet.data.io import read_volume, write_volume
@@ -617,14 +652,11 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                      "(python -m venv V && V/bin/pip install torch==2.13.0 eclare; pass --eclare-venv V)")
         print(notes[-1], file=sys.stderr)
         methods = [m for m in methods if not m.startswith("eclare")]
-    if any(m.startswith("eclare") for m in methods) and "iconet" not in methods:
-        raise SystemExit("eclare@Kx is sized by iconet's fit time on the same cell: add iconet to --methods")
-    run = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{machine_name('cpu')}, "
+    run = {"id": f"{time.time():.0f}-{os.getpid()}", "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{machine_name('cpu')}, "
            f"{opts.threads} threads per method, {os.cpu_count()} cores shared (load {os.getloadavg()[0]:.1f} at start)",
            "torch": torch.__version__, "precision": opts.precision, "fit_minutes": opts.fit_minutes, "fit_steps": opts.fit_steps,
            "argv": sys.argv[1:], "notes": notes}
-    results.setdefault("runs", []).append(run)
-    done = {cell_key(r) for r in results["rows"]}
+    done = {cell_key(r) for r in update_results(opts.results, run=run)["rows"]}
     for vpath in opts.volumes:
         hr = read_volume(vpath)
         hr_data = np.asarray(hr.data, dtype=np.float32)
@@ -656,10 +688,12 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                     print(f"[{time.strftime('%H:%M:%S')}] {hr.name} axis {axis} {sname} {method} ...", flush=True)
                     if method.startswith("eclare"):
                         if iconet_fit_cpu is None:
-                            prior = [r for r in results["rows"] if cell_key(r) == (hr.name, axis, sname, "iconet")]
+                            prior = [r for r in load_results(opts.results)["rows"]
+                                     if cell_key(r) == (hr.name, axis, sname, "iconet")]
                             iconet_fit_cpu = prior[0].get("fit_cpu_s") if prior else None
                         if iconet_fit_cpu is None:
-                            raise RuntimeError("no iconet fit time for this cell: run iconet first")
+                            raise RuntimeError("eclare@Kx is sized by iconet's fit CPU time on the same cell: "
+                                               "run iconet on it first (or list iconet before eclare in --methods)")
                         k = float(method.split("@")[1].rstrip("x"))
                         in_plane = min(lr.spacing[a] for a in range(3) if a != axis)
                         per_patch = eclare_cpu_per_patch(py_eclare, thick_path, cell, setting, in_plane,
@@ -693,12 +727,10 @@ def run_main(opts: argparse.Namespace, results: dict[str, Any], work: Path) -> N
                     row.update(score(data, hr_data, mask))
                     print(f"    PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, CPU {row['cpu_s']:.0f} s, "
                           f"wall {row['wall_s']:.0f} s, peak {row['peak_rss_mib']:.0f} MiB", flush=True)
-                    results["rows"] = [r for r in results["rows"] if cell_key(r) != cell_key(row)]
-                    results["rows"].append(row)
-                    save_results(opts.results, results)
+                    update_results(opts.results, [row])
     run["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     run["load_at_end"] = round(os.getloadavg()[0], 1)
-    save_results(opts.results, results)
+    update_results(opts.results, run=run)
     print(f"wrote {opts.results} and {opts.results.with_suffix('.md')}")
 
 
