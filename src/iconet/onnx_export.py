@@ -12,13 +12,18 @@ model config (:func:`config_hash`), the scale, grid, size multiple and the train
 normalisation, so the runtime can refuse a graph that does not belong to its folder.
 
 The Fourier branch (:class:`~iconet.models.rscfl.SpectralMixing`: a real FFT along the last
-axis, a 1×1 conv, the inverse real FFT) exports with ONNX's ``DFT`` op, but ONNX Runtime
-1.32 fails on the inverse one-sided ``DFT`` that the exporter writes for ``irfft`` ("Shape
-mismatch attempting to re-use buffer"). The export therefore swaps each such module for
-:class:`MatmulSpectralMixing`, the same real DFT pair written as two matrix products along
-that axis (matrices built in the graph from the width, so any width works): equal to the FFT
-form within 1e-6 on the shipped models (tests/test_onnx.py holds the whole graph to 1e-4),
-and faster in ONNX Runtime than the ``DFT`` op (benchmarks/inference_speed.py, ONNX rows).
+axis, a 1×1 conv, the inverse real FFT) exports with ONNX's ``DFT`` op as it is, but ONNX
+Runtime 1.32 fails on the inverse one-sided ``DFT`` that the exporter writes for ``irfft``
+("Shape mismatch attempting to re-use buffer"). The export therefore swaps each such module
+for an equal export form (``spectral``):
+
+* ``"matmul"`` (default) — :class:`MatmulSpectralMixing`: the real DFT pair as matrix products
+  along that axis (matrices built in the graph from the width, so any width works);
+* ``"dft"`` — :class:`DftSpectralMixing`: ONNX ``DFT`` ops, the inverse as a full complex
+  inverse DFT of the Hermitian-extended spectrum (which ONNX Runtime runs).
+
+Both equal the FFT form within 1e-5 (tests/test_onnx.py; the whole graph is held to 1e-4).
+Their speed in ONNX Runtime: benchmarks/results/onnx_spectral_forms_cpu.md.
 
 Nothing is written unless the whole export succeeds: the graph is first built in memory,
 then (with onnxruntime installed) run once on a probe input and compared with PyTorch
@@ -123,6 +128,34 @@ class MatmulSpectralMixing(nn.Module):
         return y if self.gate is None else y * torch.sigmoid(self.gate(x))
 
 
+class DftSpectralMixing(nn.Module):
+    """:class:`~iconet.models.rscfl.SpectralMixing` for ONNX's ``DFT`` op: ``rfft`` as it is (a
+    one-sided forward ``DFT``), ``irfft(z)`` as ``Re(ifft(ẑ))`` where ``ẑ`` is ``z`` extended to
+    all ``w`` frequencies by Hermitian symmetry (``ẑ_{w-k} = conj(z_k)``); equal to ``irfft``
+    (which ignores the imaginary parts of the DC and Nyquist terms: they only add to the
+    imaginary part here). Shares ``mix`` and ``gate``. ``(B, C, H, W) → (B, C, H, W)``."""
+
+    def __init__(self, source: SpectralMixing) -> None:
+        super().__init__()
+        self.mix = source.mix
+        self.gate = source.gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, w = x.shape[1], x.shape[-1]
+        k = torch.fft.rfft(x.float(), dim=-1, norm="ortho")
+        z = F.relu(self.mix(torch.cat([k.real, k.imag], dim=1)))
+        re, im = z[:, :c], z[:, c:]
+        tail = slice(1, w - w // 2)  # the frequencies 1 .. ceil(w/2)-1, mirrored
+        full = torch.complex(torch.cat([re, re[..., tail].flip(-1)], -1), torch.cat([im, -im[..., tail].flip(-1)], -1))
+        y = torch.fft.ifft(full, dim=-1, norm="ortho").real.to(x.dtype)
+        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+
+
+#: export forms of the Fourier branch (see the module docstring)
+SPECTRAL_FORMS: dict[str, type[nn.Module]] = {"matmul": MatmulSpectralMixing, "dft": DftSpectralMixing}
+META_SPECTRAL = "iconet_spectral_form"
+
+
 class SRPath(nn.Module):
     """``model._forward(x)["sr"][-1]``: the graph that is exported (no input checks, no padding)."""
 
@@ -134,14 +167,17 @@ class SRPath(nn.Module):
         return self.model._forward(x)["sr"][-1]
 
 
-def exportable(model: SRModel) -> SRPath:
+def exportable(model: SRModel, spectral: str = "matmul") -> SRPath:
     """A copy of ``model``'s SR path in export form (``eval()``, CPU, fp32): every
-    :class:`SpectralMixing` replaced by :class:`MatmulSpectralMixing`. ``model`` is not changed."""
+    :class:`SpectralMixing` replaced by its ``spectral`` form (:data:`SPECTRAL_FORMS`).
+    ``model`` is not changed."""
+    if spectral not in SPECTRAL_FORMS:
+        raise ValueError(f"spectral must be one of {sorted(SPECTRAL_FORMS)}, got {spectral!r}")
     net = copy.deepcopy(model).to("cpu", torch.float32, memory_format=torch.contiguous_format).eval()
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, SpectralMixing):
-                setattr(parent, name, MatmulSpectralMixing(child))
+                setattr(parent, name, SPECTRAL_FORMS[spectral](child))
     return SRPath(net).eval()
 
 
@@ -180,9 +216,9 @@ def _first_line(err: BaseException) -> str:
     return type(err).__name__
 
 
-def build_graph(model: SRModel, *, opset: int = OPSET) -> Any:
+def build_graph(model: SRModel, *, opset: int = OPSET, spectral: str = "matmul") -> Any:
     """The ``onnx.ModelProto`` of ``model``'s SR path (dynamic batch, height and width), with
-    the format and config metadata set. Raises :class:`OnnxExportError` (one line naming the
+    the format and config metadata set; ``spectral``: the Fourier branch's export form. Raises :class:`OnnxExportError` (one line naming the
     op) when the exporter cannot translate the model."""
     import warnings
 
@@ -191,7 +227,7 @@ def build_graph(model: SRModel, *, opset: int = OPSET) -> Any:
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise OnnxExportError(f"ONNX export needs the onnx extra ({err.name} is missing): pip install iconet[onnx]") from None
-    path = exportable(model)
+    path = exportable(model, spectral)
     m = max(int(getattr(model, "size_multiple", 1)), 1)
     side = math.ceil(PROBE_SIDE / m) * m
     x = torch.rand(2, model.in_channels, side, side + m, generator=torch.Generator().manual_seed(0))
@@ -221,6 +257,8 @@ def build_graph(model: SRModel, *, opset: int = OPSET) -> Any:
         raise OnnxExportError(f"{what}: cannot export to ONNX: {_first_line(err)}") from None
     proto = program.model_proto
     _stamp(proto, model)
+    if any(isinstance(mod, SpectralMixing) for mod in model.modules()):
+        proto.metadata_props.add(key=META_SPECTRAL, value=spectral)
     return proto
 
 
@@ -380,6 +418,7 @@ def export_onnx(
 
 
 __all__ = [
-    "ONNX_FILE", "OPSET", "TOLERANCE", "OnnxExportError", "MatmulSpectralMixing", "config_hash",
+    "ONNX_FILE", "OPSET", "SPECTRAL_FORMS", "TOLERANCE", "OnnxExportError", "DftSpectralMixing",
+    "MatmulSpectralMixing", "config_hash",
     "exportable", "build_graph", "check_graph", "write_onnx", "export_onnx",
 ]
