@@ -140,14 +140,8 @@ class SliceDataset(Dataset):
         self.config = config or SliceConfig()
         self.seed = seed
         self.epoch = 0
-        m = self.degradation.multiple
-        p = self.config.patch_size
-        if p is not None and p % m:
-            raise ValueError(
-                f"patch_size {p} is not a multiple of 2*scale = {m}: the LR patch "
-                f"({p}/{self.degradation.scale}) must have even sides so LR pixel m sits on HR "
-                f"pixel {self.degradation.scale}*m; use e.g. {max(m, p - p % m)} or {p - p % m + m}"
-            )
+        if self.config.patch_size is not None:
+            self.degradation.check_patch_size(self.config.patch_size)
         self._entries: list[_Entry] = []
         self._index: list[tuple[int, int, int]] = []
         seen: set[str] = set()

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from iconet.ops.fft import centre_crop_2d, fft2c, ifft2c
+from iconet.ops.scale import num_stages
 
 KINDS: tuple[str, ...] = ("kspace", "bicubic", "gaussian", "poisson")
 MASK_TYPES: tuple[str, ...] = ("cartesian", "fastmri", "none")
@@ -330,14 +331,6 @@ def _downscale(hr: torch.Tensor, factor: int, op: str) -> torch.Tensor:
     return bicubic_downsample(hr, factor)
 
 
-def num_stages(scale: int) -> int:
-    """``S = log2(scale)``; ``scale`` must be a power of two."""
-    scale = _check_scale(scale)
-    if scale & (scale - 1):
-        raise ValueError(f"scale must be a power of two (1, 2, 4, 8, ...) for 2x stages, got {scale}")
-    return scale.bit_length() - 1
-
-
 def stage_targets(hr: torch.Tensor, scale: int, kind: str = "kspace") -> dict[str, list[torch.Tensor]]:
     """Supervision targets of a model with ``S = log2(scale)`` 2× stages.
 
@@ -430,6 +423,23 @@ class Degradation:
     def multiple(self) -> int:
         """HR sides must be multiples of this (``2·scale``)."""
         return 2 * self.scale
+
+    def check_patch_size(self, patch_size: int, name: str = "patch_size") -> None:
+        """Refuse an HR training patch side that is not a multiple of :attr:`multiple`: the LR
+        patch (``patch_size / scale``) must have even sides, so that LR pixel ``m`` sits on HR
+        pixel ``scale·m``. ``name`` is how the caller's user calls the value (e.g.
+        ``data.patch_size``); the message proposes the nearest valid sides.
+
+        Raises:
+            ValueError: one line naming ``name``, the value and two valid ones.
+        """
+        m, s = self.multiple, self.scale
+        if patch_size % m:
+            raise ValueError(
+                f"{name} {patch_size} is not a multiple of 2*scale = {m}: the LR patch ({patch_size}/{s}) must "
+                f"have even sides so LR pixel m sits on HR pixel {s}*m; use {max(m, patch_size - patch_size % m)} "
+                f"or {patch_size - patch_size % m + m}"
+            )
 
     def effective_centre_fraction(self) -> float:
         if self.centre_fraction is not None:

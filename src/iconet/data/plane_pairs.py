@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iconet.data.through_plane import blur_axis, sample_axis
+from iconet.ops.scale import num_stages
 
 _MARGIN = 2  # thick samples beyond the input rows on each side (cubic B-spline taps)
 
@@ -59,7 +60,7 @@ class PairGeometry:
 
     @property
     def stages(self) -> int:
-        return int(round(math.log2(self.scale)))
+        return num_stages(self.scale)
 
 
 class InPlanePairs:

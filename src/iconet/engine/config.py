@@ -305,12 +305,11 @@ class TrainConfig:
                 f"model.grid is {self.model.get('grid')!r} but degradation.kind={self.degradation.kind!r} "
                 f"makes LR on the {self.degradation.grid!r} grid; set model.grid={self.degradation.grid}"
             )
-        p, m = self.data.patch_size, 2 * scale
-        if p % m:
-            lo, hi = max(m, p - p % m), p - p % m + m
-            raise ConfigError(
-                f"data.patch_size {p} is not a multiple of 2*scale = {m} (LR sides must be even); use {lo} or {hi}"
-            )
+        p = self.data.patch_size
+        try:
+            self.degradation.check_patch_size(p, "data.patch_size")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if p < MIN_LR_PATCH * scale:
             raise ConfigError(
                 f"data.patch_size {p} is too small for scale {scale}: the LR patch must be at least "

@@ -12,7 +12,6 @@ dict of named outputs, never a tuple::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iconet.ops.grid import GRIDS
+from iconet.ops.scale import num_stages
 
 SCALES = (2, 4, 8)
 
@@ -65,8 +65,8 @@ class ModelConfig:
 
     @property
     def stages(self) -> int:
-        """Number of 2x stages: log2(scale)."""
-        return int(math.log2(self.scale))
+        """Number of 2x stages: log2(scale) (:func:`iconet.ops.scale.num_stages`)."""
+        return num_stages(self.scale)
 
 
 class SRModel(nn.Module):
