@@ -108,6 +108,7 @@ def _child(p: Point, lim: Limits) -> dict:
         flops = count_flops(model, shape)
     times.sort()
     return {**asdict(p), "params": params, "flops": flops, "seconds": times[len(times) // 2],
+            "min_seconds": times[0], "max_seconds": times[-1],
             "runs": len(times), "peak_mib": peak_mib, "compile_s": compile_s}
 
 
