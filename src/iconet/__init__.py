@@ -25,6 +25,7 @@ _LAZY = {
     "InferenceOptions": ("iconet.inference", "InferenceOptions"),
     "load_model": ("iconet.hub", "load_model"),
     "available_models": ("iconet.hub", "available_models"),
+    "make_isotropic": ("iconet.isotropic", "make_isotropic"),
     "SRPredictor": ("iconet.predictor", "SRPredictor"),
     "load_predictor": ("iconet.predictor", "load_predictor"),
 }

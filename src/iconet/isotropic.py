@@ -164,9 +164,12 @@ def _normalize(volume: Volume) -> tuple[np.ndarray, Any]:
 
 
 def _restore_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    from iconet.inference import restore_dtype
-
-    return restore_dtype(array, dtype)
+    """Cast to the input's ``dtype``: integers rounded and clipped to the type's range."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
+    return np.asarray(array).astype(dtype)
 
 
 # --------------------------------------------------------------------------- applying a model
@@ -356,14 +359,38 @@ def prepare(vol: Volume, *, axis: int | None = None, slice_thickness: float | No
     norm_data, norm = _normalize(vol)
     thick = np.moveaxis(norm_data, prof.axis, 0)
     in_plane = tuple(vol.spacing[a] for a in range(3) if a != prof.axis)
-    geometry = PairGeometry(slice_spacing=prof.spacing, fwhm=prof.fwhm, input_spacing=p.input_spacing,
-                            scale=p.scale, rows=cfg.input_rows(p.scale), columns=cfg.columns,
-                            output_spacing=p.target_spacing)
+    geometry = _patch_geometry(thick.shape[1:], in_plane, prof, p, cfg, where)  # type: ignore[arg-type]
     try:
         pairs = InPlanePairs(thick, in_plane, geometry)  # type: ignore[arg-type]
     except ValueError as err:
         raise DataError(where, str(err)) from None
     return Job(p, thick, norm, pairs, cfg, dev, prec)
+
+
+#: the smallest training patch: input rows, columns
+MIN_PATCH = (4, 16)
+
+
+def _patch_geometry(size: tuple[int, int], spacing: tuple[float, float], prof: SliceProfile, p: Plan,
+                    cfg: FitConfig, where: Any) -> PairGeometry:
+    """``cfg``'s patch, shrunk (rows first, then columns) until it fits the in-plane slices along
+    at least one of their axes; refused below :data:`MIN_PATCH`."""
+    def fits(rows: int, cols: int) -> bool:
+        margin = 2 * 3 * prof.spacing  # the pairs' margin of thick samples (plane_pairs._MARGIN + 1 each side)
+        return any(size[a] - 1 >= ((rows - 1) * p.input_spacing + margin) / spacing[a] and size[1 - a] >= cols
+                   for a in (0, 1))
+
+    rows, cols = cfg.input_rows(p.scale), min(cfg.columns, max(size))
+    while rows > MIN_PATCH[0] and not fits(rows, cols):
+        rows -= 1
+    while cols > MIN_PATCH[1] and not fits(rows, cols):
+        cols = max(MIN_PATCH[1], cols - 8)
+    if not fits(rows, cols):
+        raise DataError(where, f"in-plane slices of {size[0]}x{size[1]} voxels are too small to fit a model on "
+                               f"(a training patch spans at least {MIN_PATCH[0]} rows every {p.input_spacing:g} mm "
+                               "plus 3 slices each side)")
+    return PairGeometry(slice_spacing=prof.spacing, fwhm=prof.fwhm, input_spacing=p.input_spacing, scale=p.scale,
+                        rows=rows, columns=cols, output_spacing=p.target_spacing, focus=cfg.focus)
 
 
 def apply_fitted(model_dir: str | os.PathLike[str], volume: Volume | np.ndarray | str | os.PathLike[str], *,

@@ -77,6 +77,9 @@ def add_parser(sub: Any) -> None:
                         "through an MR model); without it such a scan is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     add_quiet(p)
+    from iconet.cli import isotropic
+
+    isotropic.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -267,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{src}: input not found")
     if src.resolve() == dst.resolve():
         raise UserError(f"{dst}: output would overwrite the input")
+    from iconet.cli import isotropic
+
+    if isotropic.wanted(args):  # --isotropic, or --model DIR of a fitted through-plane model
+        return isotropic.run(args, _check_output)
     options(args)  # bad --memory-budget, --tile, ... stop here
     if _is_dataset(src):
         if args.series_uid is not None:

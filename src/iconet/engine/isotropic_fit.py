@@ -55,6 +55,8 @@ class FitConfig:
         rec_weight: weight of the reconstruction terms of the loss.
         ema_decay: decay of the weights' moving average.
         grad_clip: gradient-norm clip.
+        focus: fraction of patches drawn where the scan has structure
+            (:class:`~iconet.data.plane_pairs.PairGeometry`).
     """
 
     width: int = 32
@@ -70,6 +72,7 @@ class FitConfig:
     rec_weight: float = 0.5
     ema_decay: float = 0.99
     grad_clip: float = 1.0
+    focus: float = 0.0
 
     def __post_init__(self) -> None:
         if self.warmup_steps < CALIBRATION_STEPS:
