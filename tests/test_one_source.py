@@ -45,3 +45,97 @@ def test_the_recipe_and_the_dataset_refuse_a_patch_side_with_the_same_words():
     assert str(dataset.value).startswith("patch_size 36 is not a multiple of 2*scale = 8")
     assert str(dataset.value).endswith("use 32 or 40")
     SliceDataset([vol], Degradation(scale=4), SliceConfig(axis=2, patch_size=32))  # a multiple passes
+
+
+# --------------------------------------------------------------------------- one precision resolver
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags as the kernel lists them (an outside reference), or None."""
+    import platform
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo")
+    if platform.machine().lower() not in ("x86_64", "amd64") or not info.is_file():
+        return None
+    for line in info.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+def test_auto_on_this_cpu_is_bf16_exactly_when_the_kernel_lists_bf16_instructions():
+    from iconet.runtime import cpu_has_fast_bf16, resolve_precision
+
+    flags = _cpu_flags()
+    if flags is None:
+        pytest.skip("needs an x86 Linux /proc/cpuinfo")
+    native = bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert cpu_has_fast_bf16() == native
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+
+
+def test_explicit_precisions_pass_and_impossible_ones_are_refused():
+    from iconet.runtime import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert [resolve_precision(p, cpu) for p in ("fp32", "bf16")] == ["fp32", "bf16"]
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
+        resolve_precision("fp8", cpu)
+
+
+def test_auto_on_a_gpu_without_native_bf16_is_fp16_only_for_training(monkeypatch):
+    from iconet import runtime
+
+    if torch.cuda.is_available():
+        real = runtime.resolve_precision("auto", torch.device("cuda"))
+        assert real == ("bf16" if runtime.cuda_has_bf16(torch.device("cuda")) else "fp32")
+    monkeypatch.setattr(runtime, "cuda_has_bf16", lambda device: False)  # e.g. a V100: no GPU here
+    gpu = torch.device("cuda")
+    assert runtime.resolve_precision("auto", gpu) == "fp32"
+    assert runtime.resolve_precision("auto", gpu, fp16_fallback=True) == "fp16"
+    monkeypatch.setattr(runtime, "cuda_has_bf16", lambda device: True)
+    assert runtime.resolve_precision("auto", gpu, fp16_fallback=True) == "bf16"
+
+
+def test_inference_and_the_memory_probe_resolve_auto_as_the_runtime_does():
+    from iconet.inference import InferenceOptions, super_resolve_volume
+    from iconet.memory import estimate_memory
+    from iconet.runtime import resolve_precision
+
+    torch.manual_seed(0)
+    model = build_model("edsr", n_feats=8, n_blocks=1).eval()
+    chosen = resolve_precision("auto", torch.device("cpu"))
+    assert estimate_memory(model, precision="auto") is estimate_memory(model, precision=chosen)
+    lr = Volume(np.random.default_rng(1).random((24, 20, 3), dtype=np.float32), np.eye(4))
+    auto = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(precision="auto", tile=0))["sr"]
+    same = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(precision=chosen, tile=0))["sr"]
+    assert auto.meta["iconet_precision"] == same.meta["iconet_precision"] == chosen
+    np.testing.assert_array_equal(auto.data, same.data)
+    if chosen == "bf16":  # the switch really changes the arithmetic
+        fp32 = super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(tile=0))["sr"]
+        assert fp32.meta["iconet_precision"] == "fp32" and not np.array_equal(fp32.data, auto.data)
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        super_resolve_volume(model, lr, grid="kspace", options=InferenceOptions(precision="fp16", tile=0))
+
+
+def test_iconet_infer_precision_auto_writes_what_the_resolved_precision_writes(tmp_path):
+    import nibabel as nib
+
+    from iconet.cli import main
+    from iconet.runtime import resolve_precision
+
+    src = tmp_path / "lr.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(2).random((16, 12, 2), dtype=np.float32), np.eye(4)), src)
+    chosen = resolve_precision("auto", torch.device("cpu"))
+    outs = []
+    for precision in ("auto", chosen):
+        out = tmp_path / f"sr_{precision}.nii.gz"
+        assert main(["infer", str(src), str(out), "--model", "bicubic", "--device", "cpu",
+                     "--precision", precision, "--quiet"]) == 0
+        outs.append(np.asarray(nib.load(out).dataobj))
+    assert outs[0].shape == (32, 24, 2)
+    np.testing.assert_array_equal(outs[0], outs[1])
+

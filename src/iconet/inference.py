@@ -61,6 +61,7 @@ from iconet.data.normalize import NormalizeConfig, denormalize, normalize
 from iconet.data.volume import Volume
 from iconet.memory import KSPACE_MARGIN, device_of, choose_tile, default_memory_budget, estimate_memory, parse_size
 from iconet.models.base import SRModel
+from iconet.runtime import PRECISIONS, autocast, resolve_precision
 
 PLANES = ("axial", "coronal", "sagittal")
 #: models ``super_resolve`` builds by name, with no weights (``model="bicubic"``)
@@ -101,7 +102,10 @@ class InferenceOptions:
             (a quarter of the free GPU memory; on a CPU a quarter of the available RAM, at
             most 2 GiB).
         device: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when available).
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 only on CUDA).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast; fp16 only on CUDA) or
+            ``"auto"``: bf16 on a CPU with AVX512-BF16/AMX or a CUDA device with native bf16,
+            else fp32 (:func:`iconet.runtime.resolve_precision`); the precision used is
+            recorded in ``sr.meta["iconet_precision"]``.
         save_rec: also return the reconstruction (artifact-free) output at the input's size.
         pad: slice borders on the k-space grid: ``"none"`` (the convolutions' zero padding),
             ``"circular"`` (every slice extended by :data:`KSPACE_MARGIN` LR pixels of
@@ -132,8 +136,8 @@ class InferenceOptions:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.memory_budget_bytes is not None:
             self.memory_budget_bytes = parse_size(self.memory_budget_bytes)
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if isinstance(self.plane, str) and self.plane not in PLANES:
             raise ValueError(f"plane must be one of {PLANES} or an axis 0-2, got {self.plane!r}")
         if isinstance(self.plane, int) and self.plane not in (0, 1, 2):
@@ -319,7 +323,8 @@ def super_resolve_volume(
         dtype is the input's (integers clipped to their range). ``sr.meta["iconet_tile"]`` is
         the LR tile side used (0: whole slices), ``sr.meta["iconet_circular_slices"]`` the
         number of slices whose borders were extended circularly (``options.pad``),
-        ``sr.meta["iconet_normalization"]`` the normalisation used (its ``high`` taken on ``volume``).
+        ``sr.meta["iconet_normalization"]`` the normalisation used (its ``high`` taken on ``volume``),
+        ``sr.meta["iconet_precision"]`` the precision the forward passes ran in (``"auto"`` resolved).
     """
     opts = options or InferenceOptions()
     vol = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
@@ -329,6 +334,7 @@ def super_resolve_volume(
         raise ValueError(f"pad 'circular' extends slices as a k-space acquisition repeats; this model "
                          f"was trained on the {grid} grid (bicubic degradation): use pad 'auto' or 'none'")
     device = device_of(model)
+    precision = resolve_precision(opts.precision, device)
     axis = slice_axis(vol, opts.plane)
     norm_cfg = normalization or NormalizeConfig()
     if norm_cfg.clip is None or norm_cfg.clip:
@@ -341,8 +347,6 @@ def super_resolve_volume(
     s = model.scale
     sr = np.empty((slices.shape[0], slices.shape[1] * s, slices.shape[2] * s), dtype=np.float32)
     rec = np.empty_like(slices) if opts.save_rec else None
-    use_amp = opts.precision != "fp32"
-    amp_dtype = torch.bfloat16 if opts.precision == "bf16" else torch.float16
     tile = resolve_tile(model, slices.shape[1], slices.shape[2], min(opts.batch, slices.shape[0]), opts, grid)
     circular = 0  # slices extended circularly (every tiled slice on the k-space grid)
     for start, chunk in _batches(slices, opts.batch):
@@ -350,7 +354,7 @@ def super_resolve_volume(
         x = x.contiguous(memory_format=torch.channels_last)  # matches a channels_last model
         rows = circular_rows(x, opts.pad, grid) if tile == 0 else torch.full((len(chunk),), grid == "kspace")
         circular += int(rows.sum())
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with autocast(device, precision):
             out = _run(model, x, opts, tile, grid, rows.to(device))
         sr[start : start + len(chunk)] = out["sr"].float().squeeze(1).cpu().numpy()
         if rec is not None:
@@ -365,7 +369,8 @@ def super_resolve_volume(
         "sr": vol.with_data(restore_dtype(np.moveaxis(denormalize(sr, norm), 0, axis), dtype), affine,
                             derived_from=str(vol.source) if vol.source else None,
                             iconet_scale=s, iconet_grid=grid, iconet_axis=axis, iconet_tile=tile,
-                            iconet_circular_slices=circular, iconet_normalization=norm.as_dict())
+                            iconet_circular_slices=circular, iconet_normalization=norm.as_dict(),
+                            iconet_precision=precision)
     }
     if rec is not None:
         result["rec"] = vol.with_data(restore_dtype(np.moveaxis(denormalize(rec, norm), 0, axis), dtype))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from iconet.models.base import SRModel
+from iconet.runtime import autocast, resolve_precision
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 #: LR sides of the two square probe inputs of :func:`estimate_memory` on a CPU
@@ -185,12 +186,10 @@ class _LiveTensors:
 
 def _probe_peak(model: SRModel, side: int, device: torch.device, precision: str) -> int:
     """Peak bytes (above what was allocated before) of one forward pass on a ``side²`` LR input."""
-    use_amp = precision != "fp32"
-    amp_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, model.in_channels, side, side, generator=gen).to(device)
     x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+    with torch.inference_mode(), autocast(device, precision):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -228,9 +227,11 @@ def estimate_memory(model: SRModel, *, precision: str = "fp32") -> MemoryEstimat
     ``bytes_per_pixel`` is the slope between the two peaks per HR pixel; ``fixed_bytes`` is
     the rest. For a convolutional network the peak is linear in the pixels, so the estimate
     extrapolates to large tiles; the T2Net peer's chunked all-pairs attention is linear in
-    memory too.
+    memory too. ``precision`` may be ``"auto"``: it is resolved for the model's device by
+    :func:`iconet.runtime.resolve_precision`, as :func:`super_resolve_volume` resolves it.
     """
     device = device_of(model)
+    precision = resolve_precision(precision, device)
     key = (str(device), precision)
     cached = _ESTIMATES.setdefault(model, {})
     if key in cached:

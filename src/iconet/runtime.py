@@ -16,12 +16,17 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import platform
 from typing import Any
 
 import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+
+#: what a forward pass (training, inference, the memory probe) can run in; ``auto`` is resolved
+#: by :func:`resolve_precision`
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 def keep_freed_memory() -> bool:
@@ -54,19 +59,43 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AVX512-BF16 / AMX), as oneDNN reports it."""
+    """Whether this CPU has bf16 instructions: AVX512-BF16 or AMX on x86 (oneDNN's own check,
+    used elsewhere, also says yes for plain AVX-512, where bf16 is emulated and slower than
+    fp32); on other processors (ARM) oneDNN's check."""
     try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - private op missing in some builds
+    except Exception:  # noqa: BLE001 - private checks missing in some builds
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on CUDA with bf16 support or on a CPU with native bf16, ``fp16`` on
-    older CUDA devices, else ``fp32``. ``fp16`` on a CPU is refused."""
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether the CUDA device computes in bf16 natively (compute capability 8.0 or later, or
+    ROCm), not by emulation."""
+    with torch.cuda.device(device):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
+def resolve_precision(precision: str, device: torch.device, *, fp16_fallback: bool = False) -> str:
+    """The precision a forward pass runs in: the one resolver of training, ``iconet infer`` /
+    :func:`iconet.inference.super_resolve_volume` and the memory probe.
+
+    ``auto`` → ``bf16`` on a CUDA device with native bf16 (:func:`cuda_has_bf16`) or a CPU with
+    bf16 instructions (:func:`cpu_has_fast_bf16`); elsewhere ``fp32``, or ``fp16`` on a CUDA
+    device when ``fp16_fallback`` (training, whose gradient scaler keeps fp16 gradients
+    finite). An explicit ``fp32``/``bf16``/``fp16`` is returned as is.
+
+    Raises:
+        ValueError: a name outside :data:`PRECISIONS`, or ``fp16`` on a CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            if cuda_has_bf16(device):
+                return "bf16"
+            return "fp16" if fp16_fallback else "fp32"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 needs CUDA; use bf16 or fp32 on a CPU")
@@ -74,9 +103,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of ``precision`` (a no-op for fp32)."""
+    """The autocast context of a resolved ``precision``; ``fp32`` switches autocast off, also
+    inside an outer autocast (fp32 means fp32)."""
     if precision == "fp32":
-        return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, enabled=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 

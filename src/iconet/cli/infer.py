@@ -55,8 +55,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plane", default=None, help="axial, coronal, sagittal or an axis 0-2 "
                    "(default: the plane of the two finest axes)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="arithmetic of the forward pass (autocast): fp32 (default), bf16, or fp16 (CUDA only)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="arithmetic of the forward pass (autocast): fp32 (default), bf16, fp16 (CUDA only), or "
+                        "auto: bf16 on a CPU with AVX512-BF16/AMX or a CUDA GPU with native bf16, else fp32")
     p.add_argument("--batch", type=int, default=8, help="slices per forward pass")
     p.add_argument("--tile", type=int, default=None,
                    help="LR tile side (0: never tile; default: the largest tile that fits --memory-budget)")

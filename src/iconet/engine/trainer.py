@@ -106,7 +106,7 @@ class Trainer:
         if run.threads:
             torch.set_num_threads(run.threads)
         self.device = resolve_device(run.device)
-        self.precision = resolve_precision(run.precision, self.device)
+        self.precision = resolve_precision(run.precision, self.device, fp16_fallback=True)
         if self.device.type == "cuda":  # training patches have one size: let cuDNN pick its kernels once
             torch.backends.cudnn.benchmark = True
         self.out = Path(run.out_dir)
