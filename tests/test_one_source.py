@@ -139,3 +139,32 @@ def test_iconet_infer_precision_auto_writes_what_the_resolved_precision_writes(t
     assert outs[0].shape == (32, 24, 2)
     np.testing.assert_array_equal(outs[0], outs[1])
 
+
+# --------------------------------------------------------------------------- one checkpoint reader
+
+
+@pytest.mark.parametrize("content", ["garbage", "list", "format"])
+def test_export_and_the_engine_refuse_a_bad_checkpoint_with_the_same_line(tmp_path, content):
+    import sys
+    from pathlib import Path
+
+    from iconet.engine.checkpoint import load_checkpoint
+    from iconet.export import export_run
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _run_fixtures import make_run
+
+    run = make_run(tmp_path, "edsr")
+    path = run / "checkpoints" / "best.pt"
+    if content == "garbage":
+        path.write_bytes(b"not a torch file")
+    elif content == "list":
+        torch.save([1, 2], path)
+    else:
+        torch.save({**torch.load(path, weights_only=True), "format": "other/2"}, path)
+    with pytest.raises(ValueError) as engine:
+        load_checkpoint(path)
+    with pytest.raises(ValueError) as export:
+        export_run(run, tmp_path / "model")
+    assert str(export.value) == str(engine.value) and str(engine.value).startswith(f"{path}: ")
+    assert "\n" not in str(engine.value) and not (tmp_path / "model").exists()

@@ -14,7 +14,8 @@ Decisions:
 * The **EMA** weights are exported (they are what validation scores in a run with EMA); when
   the checkpoint has ``ema: None`` the raw ``model`` weights are exported and the card and
   ``config.yaml`` (``weights: model``) say so.
-* The checkpoint is read with ``torch.load(weights_only=True)`` only; the *config inside the
+* The checkpoint is read by the engine's reader (:func:`iconet.engine.checkpoint.load_checkpoint`,
+  ``torch.load(weights_only=True)``); the *config inside the
   checkpoint* is the one used (it is the one the weights were trained with), not
   ``RUN/config.yaml``, which could have been edited after the run.
 * The model section is written **resolved** (every field, defaults included), so a later change
@@ -42,6 +43,7 @@ import yaml
 
 from iconet.config import ConfigError, from_dict, load_yaml, to_dict
 from iconet.domain import training_domain
+from iconet.engine.checkpoint import FORMAT, load_checkpoint
 from iconet.hub import (
     CARD_FILE,
     CONFIG_FILE,
@@ -53,7 +55,7 @@ from iconet.hub import (
 from iconet.model_card import render_card
 
 #: format tag of a training checkpoint (written by the engine)
-CHECKPOINT_FORMAT = "iconet-checkpoint/1"
+CHECKPOINT_FORMAT = FORMAT
 CHECKPOINTS: tuple[str, ...] = ("best", "last")
 
 #: prefixes that wrappers add to state-dict keys (DDP / AveragedModel, torch.compile)
@@ -88,17 +90,7 @@ def _read_checkpoint(run_dir: Path, checkpoint: str) -> tuple[Path, dict[str, An
         present = sorted(p.name for p in ckdir.glob("*.pt")) if ckdir.is_dir() else []
         listed = ", ".join(present) if present else "none"
         raise FileNotFoundError(f"{path}: checkpoint not found (checkpoints in {ckdir}: {listed})")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: not a readable weights-only checkpoint ({first})") from None
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: format tag missing (a {type(ckpt).__name__}, not an {CHECKPOINT_FORMAT} dict)")
-    fmt = ckpt.get("format")
-    if fmt != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: format {fmt!r} is not {CHECKPOINT_FORMAT!r}")
-    return path, ckpt
+    return path, load_checkpoint(path)
 
 
 def _strip_wrappers(state: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

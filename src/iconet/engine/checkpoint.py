@@ -109,11 +109,13 @@ def truncate_log(path: str | Path, step: int) -> int:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` and check its format.
+    """Read a checkpoint with ``weights_only=True`` (no pickle runs code) and check its format:
+    the one reader of the training engine (resume), ``iconet ablate`` and ``iconet export``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an ``iconet-checkpoint/1`` file.
+        ValueError: not an ``iconet-checkpoint/1`` file (one line: unreadable, no format tag,
+            or another format).
     """
     path = Path(path)
     if not path.is_file():
@@ -121,10 +123,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise ValueError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        got = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: not an {FORMAT} checkpoint (format {got!r})")
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable weights-only checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: format tag missing (a {type(state).__name__}, not an {FORMAT} dict)")
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {state.get('format')!r} is not {FORMAT!r}")
     return state
 
 
