@@ -124,12 +124,13 @@ def _child(kind: str, p: Point, lim: Limits, onnx_path: str) -> dict:
 
         keep_freed_memory()
     flops = 0
-    if kind == "onnx":
+    if kind in ("onnx", "onnx-noarena"):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = lim.threads
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = kind == "onnx"  # as iconet.onnx_runtime.OnnxSRModel's `arena`
         session = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
         x = np.random.default_rng(0).random((p.batch, 1, p.size, p.size), dtype=np.float32)
         base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -193,7 +194,7 @@ def table(rows: list[dict], opts: argparse.Namespace, caption: str) -> list[str]
             lines.append(f"{head} stopped ({r['stopped']}) | | | | |" + (" | |" if with_ref else ""))
             continue
         edsr = next((e for e in timed if e["model"] == "edsr" and _same(e, r, "hr", "scale", "precision")
-                     and e["runtime"] == r["runtime"].replace(" (DFT op)", "")), None)
+                     and e["runtime"] == r["runtime"].replace(" (DFT op)", "")), None)  # same arena setting
         eager = next((e for e in timed if e["model"] == r["model"] and e["runtime"] == "torch"
                       and _same(e, r, "hr", "scale") and e["precision"] == "fp32"), None)
         ms = 1000 * r["seconds"] / r["batch"]
@@ -219,7 +220,8 @@ def table(rows: list[dict], opts: argparse.Namespace, caption: str) -> list[str]
                      "(PyTorch, channels_last) at the same LR side and precision in this run (ONNX rows: fp32). "
                      "Counted FLOPs are convolutions and matmuls of the PyTorch model; the ONNX graph's "
                      "matmul DFT of the Fourier branch is not counted.")
-    lines.append("Timings on a CPU shared with other work are noisy: only ratios between rows of this one run count.")
+    lines.append("Timings on a CPU shared with other work are noisy: only ratios between rows of this one run count. "
+                 "A spread of one value: a single timed pass filled the time budget (--budget).")
     return lines
 
 
@@ -238,6 +240,9 @@ def main() -> None:
     ap.add_argument("--onnx-forms", nargs="+", choices=("matmul", "dft"), default=["matmul"],
                     help="export forms of the Fourier branch to time (iconet.onnx_export.SPECTRAL_FORMS); "
                          "rows of the 'dft' form are labelled 'onnxruntime (DFT op)'")
+    ap.add_argument("--onnx-arena", nargs="+", choices=("on", "off"), default=["on"],
+                    help="ONNX Runtime's CPU memory arena (SessionOptions.enable_cpu_mem_arena) on and/or "
+                         "off; rows with it off are labelled '(no arena)'")
     ap.add_argument("--onnx-dir", type=Path, default=Path(tempfile.gettempdir()) / "iconet-onnx-bench",
                     help="where the exported graphs are cached (by config hash)")
     ap.add_argument("--conv-reference", action="store_true",
@@ -281,9 +286,12 @@ def main() -> None:
                         p = Point(model, hr // scale, scale, opts.batch, precision, opts.device, compiled)
                         add(measure(p, lim), hr, "torch.compile" if compiled else "torch")
                     for form, path in graphs.get((model, scale), []) if precision == "fp32" else []:
-                        p = Point(model, hr // scale, scale, opts.batch, "fp32", opts.device)
-                        label = "onnxruntime" + (" (DFT op)" if form == "dft" else "")
-                        add(measure_other("onnx", p, lim, str(path)), hr, label)
+                        for arena in opts.onnx_arena:
+                            p = Point(model, hr // scale, scale, opts.batch, "fp32", opts.device)
+                            label = ("onnxruntime" + (" (DFT op)" if form == "dft" else "")
+                                     + (" (no arena)" if arena == "off" else ""))
+                            kind = "onnx" if arena == "on" else "onnx-noarena"
+                            add(measure_other(kind, p, lim, str(path)), hr, label)
 
     caption = (f"### Inference speed, batch {opts.batch}, device {opts.device}, {opts.threads} CPU threads, "
                f"channels_last, allocator {opts.allocator}, torch {torch.__version__}"

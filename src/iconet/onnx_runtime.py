@@ -46,6 +46,10 @@ from iconet.onnx_export import (
 #: ONNX Runtime's peak memory over PyTorch's for the same model and input: the largest ratio
 #: measured (4.8x, see the module docstring), rounded up
 ORT_MEMORY_FACTOR = 5.0
+#: ONNX Runtime's CPU memory arena. On: with glibc keeping freed memory (``iconet infer`` calls
+#: iconet.runtime.keep_freed_memory) turning it off raised the peak by 1.4-1.7x at about the same
+#: speed (benchmarks/results/onnx_arena_cpu.md)
+CPU_ARENA = True
 #: what to install for ``--runtime onnx``
 EXTRA_HINT = "pip install iconet[onnx]"
 
@@ -84,10 +88,12 @@ class OnnxSRModel(SRModel):
         cfg: the model's config (from its folder's ``config.yaml``): scale, grid, channels.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :func:`providers`).
         threads: intra-op threads of the session (``None``: onnxruntime's default, one per core).
+        arena: ONNX Runtime's CPU memory arena (``SessionOptions.enable_cpu_mem_arena``);
+            default :data:`CPU_ARENA`.
     """
 
     def __init__(self, path: str | os.PathLike[str], cfg: Any, *, device: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, arena: bool | None = None) -> None:
         super().__init__(cfg)
         ort = require_onnxruntime()
         self.path = Path(path)
@@ -95,6 +101,7 @@ class OnnxSRModel(SRModel):
         opts.log_severity_level = 3
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
+        opts.enable_cpu_mem_arena = CPU_ARENA if arena is None else bool(arena)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers(device))
         except Exception as err:  # onnxruntime raises its own error types
