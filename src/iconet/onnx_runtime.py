@@ -47,7 +47,7 @@ from iconet.onnx_export import (
 #: measured (4.8x, see the module docstring), rounded up
 ORT_MEMORY_FACTOR = 5.0
 #: ONNX Runtime's CPU memory arena. On: with glibc keeping freed memory (``iconet infer`` calls
-#: iconet.runtime.keep_freed_memory) turning it off raised the peak by 1.4-1.7x at about the same
+#: iconet.runtime.keep_freed_memory) turning it off raised the peak by 1.5-1.7x at about the same
 #: speed (benchmarks/results/onnx_arena_cpu.md)
 CPU_ARENA = True
 #: what to install for ``--runtime onnx``
