@@ -163,6 +163,8 @@ def _check_runtime(args: argparse.Namespace) -> None:
         require_onnxruntime()
     except OnnxRuntimeMissing as err:
         raise UserError(f"--runtime onnx: {err}") from None
+    if args.precision == "auto":
+        args.precision = "fp32"  # the graph's only precision
     if args.precision != "fp32":
         raise UserError(f"--runtime onnx runs the fp32 graph; --precision {args.precision} is for --runtime torch")
     if args.save_rec:
