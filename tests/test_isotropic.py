@@ -254,6 +254,15 @@ def test_a_saved_model_is_an_export_that_applies_without_fitting(tmp_path, fitte
     out = tmp_path / "iso2.nii.gz"
     assert main(["infer", str(scan), str(out), "--model", str(model_dir), "--precision", "fp32", "--quiet"]) == 0
     assert np.array_equal(read_volume(out).data, api.data)
+    # a folder of scans of the protocol: each one made isotropic into the same relative path
+    folder = tmp_path / "protocol"
+    (folder / "b").mkdir(parents=True)
+    for rel in ("a.nii.gz", "b/c.nii.gz"):
+        (folder / rel).write_bytes(scan.read_bytes())
+    assert main(["infer", str(folder), str(tmp_path / "isos"), "--model", str(model_dir), "--precision", "fp32",
+                 "--quiet"]) == 0
+    for rel in ("a.nii.gz", "b/c.nii.gz"):
+        assert np.array_equal(read_volume(tmp_path / "isos" / rel).data, api.data)
 
 
 def test_a_saved_model_refuses_another_protocol(tmp_path, fitted, capsys):

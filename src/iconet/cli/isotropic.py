@@ -56,9 +56,11 @@ def wanted(args: argparse.Namespace) -> bool:
 
 
 def _check(args: argparse.Namespace, fitted: bool) -> None:
-    if args.input.is_dir() and any(p.is_dir() for p in args.input.iterdir()):
-        raise UserError(f"{args.input}: --isotropic makes one scan isotropic (a file or one DICOM series folder), "
-                        "not a folder of scans")
+    from iconet.cli.infer import _is_dataset
+
+    if not fitted and _is_dataset(args.input):
+        raise UserError(f"{args.input}: --isotropic fits a model to one scan (a file or one DICOM series folder), "
+                        "not to a folder of scans; fit one with --save-model, then apply it to the folder with --model")
     if fitted and (args.save_model is not None or args.fit_steps is not None):
         raise UserError(f"{args.model} is already fitted: --save-model and --fit-steps belong to --isotropic")
     if args.isotropic and args.model is not None:
@@ -79,6 +81,11 @@ def run(args: argparse.Namespace, check_output: Any) -> int:
 
     fitted = not args.isotropic
     _check(args, fitted)
+    if fitted:
+        from iconet.cli.infer import _is_dataset
+
+        if _is_dataset(args.input):
+            return _run_folder(args)
     check_output(args.output, args.overwrite)
     volume = read_volume(args.input, series_uid=getattr(args, "series_uid", None))
     progress = False if getattr(args, "quiet", False) else None
@@ -102,6 +109,41 @@ def run(args: argparse.Namespace, check_output: Any) -> int:
     print(f"wrote {args.output} ({'x'.join(map(str, out.shape))}, {sp:g} mm isotropic{how})"
           + (f" and the model {args.save_model}" if args.save_model is not None and not fitted else ""))
     return 0
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    """A fitted model over every scan of a folder (``iconet infer``'s layout rules): OUTPUT is a
+    folder with the same relative paths; a failing scan is reported and skipped (exit 1)."""
+    import sys
+
+    from iconet.cli.infer import _dataset_files
+    from iconet.data.io import read_volume, write_volume
+    from iconet.isotropic import apply_fitted
+
+    files = _dataset_files(args.input)
+    if not files:
+        raise UserError(f"{args.input}: no volumes in this folder")
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output}: output for a folder of scans must be a folder")
+    failures = 0
+    for src, rel in files:
+        dst = args.output / rel
+        try:
+            if dst.exists() and not args.overwrite:
+                raise UserError(f"{dst}: output exists (use --overwrite to replace it)")
+            volume = read_volume(src)
+            out = apply_fitted(args.model, volume, slice_thickness=args.slice_thickness, device=args.device,
+                               precision=args.precision, progress=False if args.quiet else None)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+            write_volume(out, dst, reference=volume, description=f"iconet through-plane model {args.model}")
+            print(f"ok      {rel.as_posix()}")
+        except (ValueError, OSError, UserError) as err:
+            failures += 1
+            print(f"FAILED  {rel.as_posix()}: {str(err).splitlines()[0]}", file=sys.stderr)
+    print(f"{len(files) - failures} of {len(files)} scan(s) written to {args.output}")
+    return 1 if failures else 0
 
 
 __all__ = ["add_arguments", "run", "wanted"]

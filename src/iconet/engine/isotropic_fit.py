@@ -72,7 +72,7 @@ class FitConfig:
     rec_weight: float = 0.5
     ema_decay: float = 0.99
     grad_clip: float = 1.0
-    focus: float = 0.0
+    focus: float = 0.5
 
     def __post_init__(self) -> None:
         if self.warmup_steps < CALIBRATION_STEPS:
