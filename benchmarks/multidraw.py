@@ -22,6 +22,7 @@ reference; each part is written when it is done, so a stopped run keeps its fini
     python benchmarks/multidraw.py --data data/colin27_T1.nii.gz --draws 8 \
         --parts x2/lr/iconet-t1-x2 x2/hr/iconet-t1-x2 x4/lr/iconet-t1-x4 x4/hr/iconet-t1-x4 \
                 x2/lr/iconet-t1-x2-fast x2/hr/iconet-t1-x2-fast
+    python benchmarks/multidraw.py --parts --pad-check x2/iconet-t1-x2   # draw 0, pad none vs auto
     python benchmarks/multidraw.py --table-only          # rebuild the .md/.json from the parts
 
 Writes ``benchmarks/results/multidraw/x<s>_<norm>_<model>.json`` per part and
@@ -209,6 +210,43 @@ def assemble(parts: dict[tuple[int, str], dict[str, Any]]) -> tuple[str, dict[st
     return "\n".join(lines) + "\n", out
 
 
+def pad_check(data: Path, scale: int, model: str, results: Path) -> dict[str, Any]:
+    """Draw 0 with HR's statistic and ``pad="none"`` (a bare forward pass, as ``iconet eval`` ran
+    before it went through the infer path): the README's single-draw protocol exactly. Beside
+    the ``hr`` part's draw 0 (pad auto) it shows what the infer path's border padding does."""
+    from iconet.data.degrade import Degradation
+    from iconet.data.io import read_volume
+    from iconet.data.normalize import NormalizeConfig
+    from iconet.evaluation.runner import evaluate, load_candidate
+
+    res = evaluate([load_candidate("bicubic", scale, "kspace"), load_candidate(model, scale, "kspace")],
+                   [read_volume(data)], Degradation(kind="kspace", scale=scale), axis=2, draws=1,
+                   normalization=NormalizeConfig(reference="hr"), pad="none")
+    doc = {"scale": scale, "model": model, "normalize_on": "hr", "pad": "none", "draw": 0, "data": str(data),
+           "protocol": res.protocol, "rows": res.rows}
+    path = results / "multidraw" / f"padnone_x{scale}_hr_{model}.json"
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"wrote {path}", file=sys.stderr, flush=True)
+    return doc
+
+
+def _pad_lines(results: Path, merged: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
+    lines = []
+    for path in sorted((results / "multidraw").glob("padnone_x*_hr_*.json")):
+        doc = json.loads(path.read_text())
+        part = merged.get((int(doc["scale"]), "hr"))
+        if part is None or doc["model"] not in part["models"]:
+            continue
+        for m in ("bicubic", doc["model"]):
+            none = next(r for r in doc["rows"] if r["model"] == m and r["branch"] == "sr")
+            auto = next(r for r in part["rows"] if r["model"] == m and r["branch"] == "sr" and int(r["draw"]) == 0)
+            lines.append(f"x{doc['scale']} {m}, draw 0, HR statistic: pad none (a bare forward, the README's protocol) "
+                         f"{none['psnr']:.2f} dB / {none['ssim']:.4f}; pad auto (the infer path, as above) "
+                         f"{auto['psnr']:.2f} dB / {auto['ssim']:.4f}; auto − none {auto['psnr'] - none['psnr']:+.2f} dB / "
+                         f"{auto['ssim'] - none['ssim']:+.4f}.")
+    return lines + ([""] if lines else [])
+
+
 def _part_path(results: Path, scale: int, norm: str, model: str) -> Path:
     return results / "multidraw" / f"x{scale}_{norm}_{model}.json"
 
@@ -228,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data/colin27_T1.nii.gz"))
     ap.add_argument("--draws", type=int, default=8)
-    ap.add_argument("--parts", nargs="+", default=DEFAULT_PARTS, metavar="xS/NORM/MODEL",
+    ap.add_argument("--parts", nargs="*", default=DEFAULT_PARTS, metavar="xS/NORM/MODEL",
                     help="what to score, in this order (default: " + " ".join(DEFAULT_PARTS) + ")")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--table-only", action="store_true", help="only reassemble the .md/.json from the parts on disk")
     ap.add_argument("--redo", action="store_true", help="score parts again even when their file exists")
+    ap.add_argument("--pad-check", nargs="*", default=[], metavar="xS/MODEL",
+                    help="also score draw 0 with HR's statistic and pad none (the README's single-draw protocol) "
+                         "for these models, e.g. x2/iconet-t1-x2")
     args = ap.parse_args(argv)
     import torch
 
@@ -250,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(json.dumps(part, indent=1))
             tmp.replace(path)
             print(f"wrote {path}", file=sys.stderr, flush=True)
+        for spec in args.pad_check:
+            scale_text, model = spec.split("/")
+            pad_check(args.data, int(scale_text.removeprefix("x")), model, args.results)
     parts = {}
     for path in sorted((args.results / "multidraw").glob("x*_*_*.json")):
         part = json.loads(path.read_text())
@@ -257,7 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     if not parts:
         print("no parts scored yet", file=sys.stderr)
         return 1
-    md, doc = assemble(merge(parts))
+    merged = merge(parts)
+    md, doc = assemble(merged)
+    pad = _pad_lines(args.results, merged)
+    if pad:
+        md = md.replace("\nA lead is claimed only where", "\nBorder padding of the infer path (`--pad auto`) against "
+                        "a bare forward pass:\n\n" + "\n".join(pad) + "\nA lead is claimed only where", 1)
+        doc["pad_check"] = pad[:-1]
     (args.results / f"{STEM}.md").write_text(md)
     (args.results / f"{STEM}.json").write_text(json.dumps(doc, indent=1))
     print(md)
