@@ -347,6 +347,9 @@ def child_main(opts: argparse.Namespace) -> None:
     else:
         raise SystemExit(f"unknown method {opts.method!r}")
     info["seconds_in_method"] = time.perf_counter() - t0
+    import iconet
+
+    info["iconet_imported_from"] = str(Path(iconet.__file__).parent)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     info["cpu_s_in_process"] = usage.ru_utime + usage.ru_stime
     write_volume(out.with_data(np.asarray(out.data, dtype=np.float32)), opts.out)
@@ -407,10 +410,33 @@ def measured(cmd: list[str], log: Path, env: dict[str, str]) -> dict[str, Any]:
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": wall}
 
 
-def child_env(threads: int) -> dict[str, str]:
+def child_env(threads: int, code: Path | None = None) -> dict[str, str]:
+    """Environment of a method's process: its thread count, no progress bars, and (``code``)
+    iconet imported from a snapshot folder instead of the working tree."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TQDM_DISABLE="1")
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def snapshot_iconet(work: Path) -> tuple[Path, dict[str, str]]:
+    """Copy ``src/iconet`` into ``work`` so that a run of hours uses one version of the library
+    even while the working tree changes, and check that it imports. Returns the folder to put on
+    ``PYTHONPATH`` and what it was (commit, and whether the tree had uncommitted changes)."""
+    import shutil
+
+    dest = work / f"iconet_src_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    shutil.copytree(REPO / "src" / "iconet", dest / "iconet", ignore=shutil.ignore_patterns("__pycache__"))
+    check = subprocess.run([sys.executable, "-c", "import iconet, iconet.isotropic, iconet.inference; "
+                            "print(iconet.__file__)"], env=child_env(1, dest), capture_output=True, text=True)
+    if check.returncode != 0 or not check.stdout.strip().startswith(str(dest)):
+        raise SystemExit(f"through_plane.py: the snapshot of src/iconet does not import ({check.stderr.strip()[-300:]}); "
+                         "the working tree is mid-edit: try again in a minute")
+    git = ["git", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "src/iconet"], capture_output=True, text=True).stdout
+    return dest, {"commit": commit, "src_iconet_uncommitted_changes": str(bool(dirty.strip()))}
 
 
 def eclare_python(venv: Path | None) -> Path | None:
@@ -681,6 +707,7 @@ def run_main(opts: argparse.Namespace, work: Path) -> None:
     from iconet.runtime import machine_name
 
     torch.set_num_threads(opts.threads)
+    code, code_info = snapshot_iconet(work)
     py_eclare = eclare_python(opts.eclare_venv)
     notes: list[str] = []
     methods = list(opts.methods)
@@ -692,7 +719,7 @@ def run_main(opts: argparse.Namespace, work: Path) -> None:
     run = {"id": f"{time.time():.0f}-{os.getpid()}", "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{machine_name('cpu')}, "
            f"{opts.threads} threads per method, {os.cpu_count()} cores shared (load {os.getloadavg()[0]:.1f} at start)",
            "torch": torch.__version__, "precision": opts.precision, "fit_minutes": opts.fit_minutes, "fit_steps": opts.fit_steps,
-           "argv": sys.argv[1:], "notes": notes}
+           "argv": sys.argv[1:], "notes": notes, "iconet_code": code_info}
     done = {cell_key(r) for r in update_results(opts.results, run=run)["rows"]}
     for vpath in opts.volumes:
         hr = read_volume(vpath)
@@ -752,7 +779,7 @@ def run_main(opts: argparse.Namespace, work: Path) -> None:
                             cmd += ["--fit-minutes", str(opts.fit_minutes)]
                         if opts.fit_steps is not None:
                             cmd += ["--fit-steps", str(opts.fit_steps)]
-                        cost = measured(cmd, cell / f"{method}.log", child_env(opts.threads))
+                        cost = measured(cmd, cell / f"{method}.log", child_env(opts.threads, code))
                         info = json.loads((cell / f"{method}.json").read_text())
                         if method == "iconet":
                             iconet_fit_cpu = info.get("fit_cpu_s") or cost["cpu_s"]
