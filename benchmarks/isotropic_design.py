@@ -26,6 +26,7 @@ Variants (``--variants``; all by default):
     fp32           base trained and applied in fp32 (the others: --precision, default bf16)
     steps_*        base with another step count (the fit-length curve)
     w24 / w40      base with another width
+    b1_970, w24b1_1200   smaller models given base's CPU time at 600 steps (measured per-step cost)
 
 Timing (``--timing``): a 256x256x40 thick scan (S1's 256x256 slices, 160 mm of it made 4 mm thick
 along axis 2) made isotropic by the real command, ``iconet infer THICK OUT --isotropic`` with its
@@ -73,6 +74,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "w40": {"width": 40},
     "rec0": {"rec_weight": 0.0},
     "focus0": {"focus": 0.0},
+    "b1_970": {"blocks_per_group": 1, "steps": 970},
+    "w24b1_1200": {"width": 24, "blocks_per_group": 1, "steps": 1200},
     "lr2": {"lr": 2e-3, "focus": 0.0},
 }
 
