@@ -295,3 +295,32 @@ def test_max_bytes_before_decoding(tmp_path):
     out = write_volume(anatomical(), tmp_path / "s")
     with pytest.raises(DataError, match="max_bytes"):
         read_volume(out, max_bytes=1000)
+
+
+def test_a_slice_without_position_tags_is_read_with_one_note_line(tmp_path, capsys):
+    """CT_small without ImagePositionPatient/ImageOrientationPatient: read with unit-spacing
+    axial geometry, announced as a GeometryDefaulted note, which the command line prints as one
+    ``note:`` line naming the file (not Python's warning with a source location)."""
+    import warnings
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from iconet.cli import main
+    from iconet.data.io import GeometryDefaulted, read_volume
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.ImagePositionPatient
+    del ds.ImageOrientationPatient
+    path = tmp_path / "no_position.dcm"
+    ds.save_as(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = read_volume(path)
+    assert [w.category for w in caught] == [GeometryDefaulted]
+    assert str(path) in str(caught[0].message) and "ImagePositionPatient" in str(caught[0].message)
+    assert vol.meta["geometry_missing"]
+    assert main(["data", "info", str(path)]) == 0
+    err = capsys.readouterr().err
+    notes = [ln for ln in err.splitlines() if "geometry defaulted" in ln]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "Warning" not in err

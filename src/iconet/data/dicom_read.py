@@ -32,6 +32,7 @@ from iconet.data.errors import DataError
 from iconet.data.geometry import lps_to_ras
 from iconet.data.validate import check_size, sniff
 from iconet.data.volume import Volume
+from iconet.data.writing import GeometryDefaulted
 
 __all__ = ["read_dicom", "read_dicom_file", "read_dicom_series", "list_series", "decoder_hint", "KEEP"]
 
@@ -385,7 +386,7 @@ def _volume(ds: Any, data: np.ndarray, aff_lps: np.ndarray, meta: dict, source: 
     if missing:
         m["geometry_missing"] = missing
         warnings.warn(f"{source}: no {', '.join(missing)}; geometry defaulted (unit spacing / "
-                      "axial orientation)", stacklevel=3)
+                      "axial orientation)", GeometryDefaulted, stacklevel=3)
     return Volume(data=data, affine=lps_to_ras(aff_lps), modality=modality, meta=m, source=source)
 
 

@@ -23,9 +23,9 @@ from iconet.data.validate import (
     require_volume,
 )
 from iconet.data.volume import Volume
-from iconet.data.writing import DEFAULT_DESCRIPTION, DataNote, GeometryNotStored, atomic_output, geometry_note
+from iconet.data.writing import DEFAULT_DESCRIPTION, DataNote, GeometryDefaulted, GeometryNotStored, atomic_output, geometry_note
 
-__all__ = ["read_volume", "write_volume", "atomic_output", "WRITE_EXTENSIONS", "DataNote", "GeometryNotStored",
+__all__ = ["read_volume", "write_volume", "atomic_output", "WRITE_EXTENSIONS", "DataNote", "GeometryDefaulted", "GeometryNotStored",
            "geometry_note"]
 
 #: Output extensions :func:`write_volume` understands (a path without one is a DICOM folder).

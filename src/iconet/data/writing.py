@@ -38,6 +38,12 @@ class GeometryNotStored(DataNote):
     (:func:`geometry_note`) gives the volume's own spacing, which is not written."""
 
 
+class GeometryDefaulted(DataNote):
+    """A file lacked the tags that place it in scanner space (DICOM ImagePositionPatient,
+    ImageOrientationPatient, PixelSpacing): unit spacing and an axial orientation were assumed,
+    and the message names the file and the missing tags."""
+
+
 def geometry_note(volume: Volume, path: str | Path) -> str | None:
     """What writing ``volume`` to ``path`` (a format without geometry) leaves out, in one line,
     or ``None`` when nothing is lost: the volume had no geometry either (read from PNG, TIFF or
