@@ -150,3 +150,37 @@ def test_bad_arrays_are_clear_errors():
         iconet.super_resolve(np.zeros((4, 4, 4)), model, spacing=(1, 1, 1), affine=np.eye(4))
     with pytest.raises(ValueError, match="save_rec"):
         iconet.super_resolve(np.zeros((8, 8)), model, save_rec=True)
+
+
+def test_super_resolve_by_folder_reuses_the_loaded_model_until_its_weights_change(tmp_path):
+    """A loop of ``super_resolve(x, folder)`` loads the model once (and so probes its memory
+    once); rewriting the folder's weights is seen by the next call, never served stale."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import iconet.inference as inf
+
+    folder = tmp_path / "model"
+    shutil.copytree(hub._zoo_folder("iconet-t1-x2"), folder)
+    x = read_volume(sample_path()).data[:, :, 0].astype(np.float32)[:48, :48]
+    first = iconet.super_resolve(x, folder, device="cpu")
+    net = next(m for k, (m, _) in inf._LOADED.items() if k[0] == str(folder.resolve()))
+    again = iconet.super_resolve(x, folder, device="cpu")
+    assert np.array_equal(first, again)
+    assert next(m for k, (m, _) in inf._LOADED.items() if k[0] == str(folder.resolve())) is net
+
+    weights = folder / hub.WEIGHTS_FILE
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        meta = f.metadata()
+    state = {k: (v * 0.5 if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}
+    save_file(state, str(weights), metadata=meta)
+    changed = iconet.super_resolve(x, folder, device="cpu")
+    assert not np.allclose(changed, first)
+    fresh, _ = hub.load_model(folder, device="cpu")
+    direct = iconet.super_resolve(x, fresh.to(memory_format=torch.channels_last), grid="kspace",
+                                  normalization=hub.read_info(folder).normalization)
+    np.testing.assert_array_equal(changed, direct)

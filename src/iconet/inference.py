@@ -49,6 +49,7 @@ docs/results.md).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -380,16 +381,40 @@ def super_resolve_volume(
 # --------------------------------------------------------------------------- notebook API
 
 
+#: models :func:`super_resolve` loaded by name or folder, most recent last: (folder, weights'
+#: size and mtime, device) → (model, info). A loop over slices reuses the model and with it the
+#: memory estimate cached on it (:func:`iconet.memory.estimate_memory`, about half of a small
+#: slice's time); a rewritten weights file is a new key.
+_LOADED: OrderedDict[tuple[str, int, int, str], tuple[SRModel, Any]] = OrderedDict()
+_LOADED_MAX = 2
+
+
 def _load(model: str | os.PathLike[str] | None, scale: int | None, device: str) -> tuple[SRModel, Any]:
-    """``(model, ModelInfo)`` for a shipped name, an exported folder, or ``None`` (shipped ICONet)."""
-    from iconet.hub import load_model, shipped_model
+    """``(model, ModelInfo)`` for a shipped name, an exported folder, or ``None`` (shipped ICONet);
+    the last :data:`_LOADED_MAX` loaded are kept (the model is in ``eval()`` and never changed)."""
+    from iconet.hub import WEIGHTS_FILE, load_model, read_info, shipped_model
     from iconet.runtime import resolve_device
 
     if model is None:
         model = shipped_model(scale or 2, hint="Pass model= an exported model folder (iconet export) "
                                               "or a model instance; any exported model works")
-    net, info = load_model(model, device=resolve_device(device))
-    return net.to(memory_format=torch.channels_last), info
+    dev = resolve_device(device)
+    folder = read_info(model).path.resolve()
+    try:
+        st = (folder / WEIGHTS_FILE).stat()
+        key: tuple[str, int, int, str] | None = (str(folder), st.st_size, st.st_mtime_ns, str(dev))
+    except OSError:
+        key = None  # load_model names the missing file
+    if key is not None and key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    net, info = load_model(model, device=dev)
+    loaded = (net.to(memory_format=torch.channels_last), info)
+    if key is not None:
+        _LOADED[key] = loaded
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return loaded
 
 
 def _as_volume(
