@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,6 +40,7 @@ import torch
 import yaml
 
 from iconet.config import ConfigError, from_dict, load_yaml, to_dict
+from iconet.data.writing import replacing_folder
 from iconet.domain import training_domain
 from iconet.engine.checkpoint import FORMAT, load_checkpoint
 from iconet.hub import (
@@ -344,32 +343,13 @@ def export_run(
     _check_target(out_dir, run_dir, overwrite)  # fail before the (slow) reading
     exp = _prepare(run_dir, checkpoint)
 
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = parent / f".{out_dir.name}.tmp-{tag}"
-    old = parent / f".{out_dir.name}.old-{tag}"
-    tmp.mkdir()
-    try:
+    # checked again before the swap: the target may have appeared meanwhile
+    with replacing_folder(out_dir, check=lambda: _check_target(out_dir, run_dir, overwrite)) as tmp:
         _write(exp, tmp)
         if onnx:
             from iconet.onnx_export import write_onnx
 
             write_onnx(tmp)
-        _check_target(out_dir, run_dir, overwrite)  # again: it may have appeared meanwhile
-        if out_dir.exists():
-            out_dir.rename(old)
-            try:
-                tmp.rename(out_dir)
-            except BaseException:
-                old.rename(out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iconet.data.writing import replacing_folder
 from iconet.models.base import SRModel
 from iconet.models.rscfl import SpectralMixing
 
@@ -393,29 +394,11 @@ def export_onnx(
     if out.exists() and out.resolve() == folder.resolve():
         return write_onnx(folder, overwrite=overwrite, opset=opset)
     _check_target(out, folder, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp, old = out.parent / f".{out.name}.tmp-{tag}", out.parent / f".{out.name}.old-{tag}"
-    tmp.mkdir()
-    try:
+    with replacing_folder(out, check=lambda: _check_target(out, folder, overwrite)) as tmp:
         for src in folder.iterdir():  # the model's files (a stale graph is rebuilt, not copied)
             if src.is_file() and src.name != ONNX_FILE and not src.name.startswith("."):
                 shutil.copyfile(src, tmp / src.name)
         write_onnx(tmp, opset=opset)
-        _check_target(out, folder, overwrite)
-        if out.exists():
-            out.rename(old)
-            try:
-                tmp.rename(out)
-            except BaseException:
-                old.rename(out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / ONNX_FILE
 
 

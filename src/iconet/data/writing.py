@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from iconet.data.errors import DataError
 from iconet.data.validate import extension
 from iconet.data.volume import Volume
 
-__all__ = ["DEFAULT_DESCRIPTION", "DataNote", "GeometryNotStored", "atomic_output", "geometry_note"]
+__all__ = ["DEFAULT_DESCRIPTION", "DataNote", "GeometryNotStored", "atomic_output", "geometry_note",
+           "replacing_folder"]
 
 #: The description a writer puts into the header when the caller gives none.
 DEFAULT_DESCRIPTION = "iconet derived image"
@@ -102,4 +103,41 @@ def atomic_output(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        raise
+
+
+@contextmanager
+def replacing_folder(path: str | Path, *, check: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Yield a new empty hidden folder next to ``path`` (``.NAME.tmp-XXXXXXXX``, parents
+    created); when the block ends without error, swap it into ``path``'s place.
+
+    Before the swap ``check()`` runs, the last chance to refuse (e.g. a target that appeared
+    while the block ran). An existing ``path`` is renamed aside (``.NAME.old-XXXXXXXX``), the
+    new folder renamed in, and the old one removed; if the second rename fails the old folder
+    is renamed back. On any error the new folder is removed and ``path`` is as it was.
+
+    Unlike :func:`atomic_output` with ``folder=True`` this replaces a folder that is not
+    empty: the caller decides (in ``check`` and before) which folders may be replaced.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = p.parent / f".{p.name}.tmp-{tag}", p.parent / f".{p.name}.old-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if check is not None:
+            check()
+        if p.exists():
+            p.rename(old)
+            try:
+                tmp.rename(p)
+            except BaseException:
+                old.rename(p)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
