@@ -35,8 +35,9 @@ on the same draws with its 95 % interval: a lead is claimed only where it exclud
 GPU is shared, each process gets ``--threads`` CPU threads). With ``--budget`` it first trains
 every run for ``--probe-steps`` steps (throwaway runs under ``ROOT/probe``), measures each run's
 step rate while all run together, and gives each scale the most steps that the slowest run of
-that scale finishes in the budget (rounded down to a multiple of 250); both scales' step counts
-are printed and recorded in ``ROOT/plan.json``. Run folders: ``ROOT/<group>/<model>/``.
+that scale finishes in the budget (rounded down to a multiple of 250; ``--equal-time``: every run
+the steps it finishes itself, so a peer faster than ICONet trains for as long, not as many steps);
+the step counts are printed and recorded in ``ROOT/plan.json``. Run folders: ``ROOT/<group>/<model>/``.
 """
 
 from __future__ import annotations
@@ -144,16 +145,18 @@ def write_recipe(spec: dict[str, Any], steps: int, path: Path, extra: list[str])
     return save_recipe(resolved_recipe(RECIPES[spec["scale"]], model, overrides), path)
 
 
-def launch(specs: list[dict[str, Any]], steps: dict[int, int], root: Path, tag: str, extra: list[str],
+def launch(specs: list[dict[str, Any]], steps: dict[Any, int], root: Path, tag: str, extra: list[str],
            threads: int, deadline: float | None) -> dict[str, int]:
-    """Train every run at once; returns run → exit status (-9: stopped at the deadline)."""
+    """Train every run at once; returns run → exit status (-9: stopped at the deadline).
+    ``steps`` maps a run (``GROUP/MODEL``) or, for the runs it does not name, a scale to steps."""
     procs: dict[str, tuple[subprocess.Popen, Any]] = {}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     recipes = {  # every recipe is written (and so checked) before the first run starts
         f"{s['group']}/{s['model']}": write_recipe(
-            s, steps[s["scale"]], root / "recipes" / tag / f"{s['group']}_{s['model']}.yaml",
+            s, steps.get(f"{s['group']}/{s['model']}", steps.get(s["scale"], 0)),
+            root / "recipes" / tag / f"{s['group']}_{s['model']}.yaml",
             extra + [f"run.threads={threads}", "run.progress=false"])
         for s in specs
     }
@@ -224,6 +227,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             r = [rates[f"{s['group']}/{s['model']}"] for s in specs if s["scale"] == scale]
             if r:
                 steps[scale] = max(250, int(min(r) * left * args.efficiency) // 250 * 250)
+        if args.equal_time:  # every run the steps it finishes in the budget: a faster peer trains longer
+            steps = {f"{s['group']}/{s['model']}": max(250, int(rates[f"{s['group']}/{s['model']}"] * left
+                                                              * args.efficiency) // 250 * 250) for s in specs}
         plan.update({"probe_rates": rates, "probe_failed": failed, "seconds_for_training": left})
     else:
         steps = {2: args.steps_x2, 4: args.steps_x4}
@@ -432,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--reserve", type=float, default=30.0, help="seconds kept for validation and saving")
             p.add_argument("--efficiency", type=float, default=0.85, help="share of the measured rate planned")
             p.add_argument("--grace", type=float, default=30.0, help="seconds past the budget before runs are stopped")
+            p.add_argument("--equal-time", action="store_true",
+                           help="with --budget: each run gets the steps it finishes in the budget (equal wall-clock), "
+                                "not the slowest run's of its scale (equal steps)")
             p.add_argument("--device", default="auto")
             p.add_argument("--threads", type=int, default=1)
             p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
