@@ -544,6 +544,11 @@ def _fmt(vals: list[float], digits: int) -> str:
     return f"{m:.{digits}f} ± {float(np.std(vals, ddof=1)):.{digits}f}"
 
 
+
+def _rows_of(rows: list[dict[str, Any]], volume: str, method: str, setting: str) -> list[dict[str, Any]]:
+    """The result rows of one table cell (every thick axis scored)."""
+    return [r for r in rows if r["volume"] == volume and r["method"] == method and r["setting"] == setting]
+
 def table(results: dict[str, Any]) -> str:
     """Markdown tables from the rows: quality, gain over cubic (paired by axis), cost."""
     rows = results["rows"]
@@ -561,7 +566,7 @@ def table(results: dict[str, Any]) -> str:
         for m in methods:
             cells = []
             for s in settings:
-                sel = [r for r in rows if r["volume"] == v and r["method"] == m and r["setting"] == s]
+                sel = _rows_of(rows, v, m, s)
                 if not sel:
                     cells.append("—")
                     continue
@@ -591,7 +596,7 @@ def table(results: dict[str, Any]) -> str:
         for m in methods:
             cells = []
             for s in settings:
-                sel = [r for r in rows if r["volume"] == v and r["method"] == m and r["setting"] == s]
+                sel = _rows_of(rows, v, m, s)
                 if not sel:
                     cells.append("—")
                     continue
