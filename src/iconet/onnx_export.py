@@ -98,7 +98,34 @@ def model_config_dict(model: SRModel) -> dict[str, Any]:
 # --------------------------------------------------------------------------- export forms
 
 
-class MatmulSpectralMixing(nn.Module):
+class _SpectralMixingForm(nn.Module):
+    """What the export forms of :class:`~iconet.models.rscfl.SpectralMixing` share: the source
+    module's ``mix`` and ``gate`` convolutions (the same parameters, not copies) and the
+    gating. A form gives :meth:`filtered`, its real FFT pair around :meth:`mix_spectrum`.
+    ``(B, C, H, W) → (B, C, H, W)``."""
+
+    def __init__(self, source: SpectralMixing) -> None:
+        super().__init__()
+        self.mix = source.mix
+        self.gate = source.gate
+
+    def mix_spectrum(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 1×1 ``mix`` and ReLU of the (real, imaginary) parts ``(B, C, H, K)`` of the
+        spectrum, split back into (real, imaginary)."""
+        z = F.relu(self.mix(torch.cat([re, im], dim=1)))
+        c = re.shape[1]
+        return z[:, :c], z[:, c:]
+
+    def filtered(self, x: torch.Tensor) -> torch.Tensor:
+        """``irfft(mix_spectrum(rfft(x)))`` along the last axis of float32 ``x``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.filtered(x.float()).to(x.dtype)
+        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+
+
+class MatmulSpectralMixing(_SpectralMixingForm):
     """:class:`~iconet.models.rscfl.SpectralMixing` with its real FFT pair as matrix products.
 
     Along the last axis (width ``w``, ``K = w//2 + 1`` frequencies), with
@@ -109,13 +136,8 @@ class MatmulSpectralMixing(nn.Module):
     Shares the module's ``mix`` and ``gate`` convolutions. ``(B, C, H, W) → (B, C, H, W)``.
     """
 
-    def __init__(self, source: SpectralMixing) -> None:
-        super().__init__()
-        self.mix = source.mix
-        self.gate = source.gate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, w = x.shape[1], x.shape[-1]
+    def filtered(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.shape[-1]
         j = torch.arange(w, device=x.device)
         k = torch.arange(w // 2 + 1, device=x.device)
         wt = torch.ones((), dtype=torch.int64, device=x.device) * w  # a tensor keeps w symbolic
@@ -124,34 +146,24 @@ class MatmulSpectralMixing(nn.Module):
         cos = (torch.cos(theta) / n.sqrt()).to(torch.float32)  # (w, K)
         sin = (torch.sin(theta) / n.sqrt()).to(torch.float32)
         weight = 2 - (k == 0).to(torch.float32) - (2 * k == w).to(torch.float32)  # a_k
-        xf = x.float()
-        z = F.relu(self.mix(torch.cat([xf @ cos, -(xf @ sin)], dim=1)))
-        y = z[:, :c] @ (cos * weight).transpose(0, 1) - z[:, c:] @ (sin * weight).transpose(0, 1)
-        y = y.to(x.dtype)
-        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+        re, im = self.mix_spectrum(x @ cos, -(x @ sin))
+        return re @ (cos * weight).transpose(0, 1) - im @ (sin * weight).transpose(0, 1)
 
 
-class DftSpectralMixing(nn.Module):
+class DftSpectralMixing(_SpectralMixingForm):
     """:class:`~iconet.models.rscfl.SpectralMixing` for ONNX's ``DFT`` op: ``rfft`` as it is (a
     one-sided forward ``DFT``), ``irfft(z)`` as ``Re(ifft(ẑ))`` where ``ẑ`` is ``z`` extended to
     all ``w`` frequencies by Hermitian symmetry (``ẑ_{w-k} = conj(z_k)``); equal to ``irfft``
     (which ignores the imaginary parts of the DC and Nyquist terms: they only add to the
     imaginary part here). Shares ``mix`` and ``gate``. ``(B, C, H, W) → (B, C, H, W)``."""
 
-    def __init__(self, source: SpectralMixing) -> None:
-        super().__init__()
-        self.mix = source.mix
-        self.gate = source.gate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, w = x.shape[1], x.shape[-1]
-        k = torch.fft.rfft(x.float(), dim=-1, norm="ortho")
-        z = F.relu(self.mix(torch.cat([k.real, k.imag], dim=1)))
-        re, im = z[:, :c], z[:, c:]
+    def filtered(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.shape[-1]
+        k = torch.fft.rfft(x, dim=-1, norm="ortho")
+        re, im = self.mix_spectrum(k.real, k.imag)
         tail = slice(1, w - w // 2)  # the frequencies 1 .. ceil(w/2)-1, mirrored
         full = torch.complex(torch.cat([re, re[..., tail].flip(-1)], -1), torch.cat([im, -im[..., tail].flip(-1)], -1))
-        y = torch.fft.ifft(full, dim=-1, norm="ortho").real.to(x.dtype)
-        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+        return torch.fft.ifft(full, dim=-1, norm="ortho").real
 
 
 #: export forms of the Fourier branch (see the module docstring)
