@@ -19,12 +19,15 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iconet.config import ConfigError, apply_overrides, load_yaml
 from iconet.models.summary import ModelSummary, summarize
+
+if TYPE_CHECKING:
+    from iconet.hub import ModelInfo
 
 #: validation metrics shown as a trained model's headline: (key in metrics.json, label, unit, digits)
 HEADLINE_METRICS: tuple[tuple[str, str, str, int], ...] = (
@@ -127,34 +130,29 @@ def headline_text(metrics: dict[str, Any], step: int | None) -> str | None:
 
 @dataclass
 class TrainedModelSummary:
-    """What ``iconet model NAME_OR_DIR`` prints for a shipped or exported model."""
+    """What ``iconet model NAME_OR_DIR`` prints for a shipped or exported model: its cost and
+    what its folder says (:class:`~iconet.hub.ModelInfo`: grid, domain, normalisation, step,
+    weights, card, metrics)."""
 
     source: str
-    path: Path
     shipped: bool
     cost: ModelSummary
-    grid: str
-    domain: dict[str, Any] | None
-    normalization: dict[str, Any] | None
-    step: int | None
-    weights: str
-    card: Path | None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    info: ModelInfo
 
     def format(self) -> str:
-        c = self.cost
+        c, info = self.cost, self.info
         kind = "shipped model" if self.shipped else "exported model"
-        weights = "EMA weights" if self.weights == "ema" else f"{self.weights} weights"
+        weights = "EMA weights" if info.weights == "ema" else f"{info.weights} weights"
         lines = [
-            f"model        {self.source}  ({kind}, {self.path})",
+            f"model        {self.source}  ({kind}, {info.path})",
             f"architecture {c.name}  (scale x{c.scale}, {c.in_channels} channel(s))",
-            f"grid         {self.grid}",
-            f"domain       {domain_text(self.domain)}",
-            f"normalise    {normalization_text(self.normalization)}",
-            f"exported     step {self.step if self.step is not None else 'unknown'}, {weights}",
-            f"card         {self.card if self.card is not None else '(none)'}",
+            f"grid         {info.grid}",
+            f"domain       {domain_text(info.domain)}",
+            f"normalise    {normalization_text(info.normalization)}",
+            f"exported     step {info.step if info.step is not None else 'unknown'}, {weights}",
+            f"card         {info.card if info.card is not None else '(none)'}",
         ]
-        headline = headline_text(self.metrics, self.step)
+        headline = headline_text(info.metrics, info.step)
         if headline:
             lines.append(f"validation   {headline}")
         return "\n".join([*lines, *c.cost_lines()])
@@ -167,16 +165,9 @@ def describe_trained(source: str, size: tuple[int, int] = (128, 128)) -> Trained
     model, info = load_model(source)
     return TrainedModelSummary(
         source=str(source),
-        path=info.path,
         shipped=not Path(source).exists() and str(source) in available_models(),
         cost=summarize(model, size),
-        grid=info.grid,
-        domain=info.domain,
-        normalization=info.normalization,
-        step=info.step,
-        weights=info.weights,
-        card=info.card,
-        metrics=info.metrics,
+        info=info,
     )
 
 
