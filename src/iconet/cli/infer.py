@@ -23,10 +23,8 @@ from typing import Any
 
 from iconet.cli import UserError
 from iconet.cli.progress import add_quiet, progress_bar, say
-from iconet.data.layouts import VOLUME_FORMATS
+from iconet.data.folders import is_volume_folder, plan_folder, shard
 
-#: files that make a folder a data set rather than one DICOM series (whose files are .dcm or bare)
-NON_DICOM_SUFFIXES = VOLUME_FORMATS
 PEERS = ("bicubic", "zerofill")
 NO_SHIPPED_HINT = "--model DIR works with any exported model (iconet export); --model bicubic interpolates"
 
@@ -240,30 +238,6 @@ def _one(src: Path, dst: Path, model: Any, grid: str, norm: Any, description: st
             write_volume(vol, path, reference=volume, description=description)
 
 
-def _dataset_files(folder: Path) -> list[tuple[Path, Path]]:
-    """``(volume, relative output path)`` of every volume under a dataset folder: the files
-    :func:`~iconet.data.layouts.find_volumes` finds with every format iconet reads, and each
-    folder of DICOM files (one of INPUT itself is named after INPUT)."""
-    from iconet.data.errors import DataError
-    from iconet.data.layouts import find_volumes
-
-    try:
-        cases = find_volumes(folder, VOLUME_FORMATS, layout="infer")
-    except DataError:
-        return []
-    items = []
-    for case in cases:
-        path = case.images["image"]
-        rel = path.relative_to(folder)
-        items.append((path, rel if rel.parts else Path(folder.resolve().name)))
-    return items
-
-
-def _is_dataset(folder: Path) -> bool:
-    """A folder of volumes (sub-folders or non-DICOM files), not a single DICOM series."""
-    return folder.is_dir() and any(p.is_dir() or p.name.lower().endswith(NON_DICOM_SUFFIXES) for p in folder.iterdir())
-
-
 def run(args: argparse.Namespace) -> int:
     from iconet.runtime import keep_freed_memory
 
@@ -278,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     if isotropic.wanted(args):  # --isotropic, or --model DIR of a fitted through-plane model
         return isotropic.run(args, _check_output)
     options(args)  # bad --memory-budget, --tile, ... stop here
-    if _is_dataset(src):
+    if is_volume_folder(src):
         if args.series_uid is not None:
             raise UserError(f"{src}: --series-uid picks a series of one DICOM folder, but this is a folder of "
                             "volumes; give the DICOM folder that holds the series as INPUT")
@@ -296,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     args.quiet = args.quiet or rank != 0  # under torchrun only rank 0 draws bars (one terminal)
-    files = _dataset_files(src)
+    files = plan_folder(src, dst)
     if not files:
         raise UserError(f"{src}: no volumes in this folder")
     if dst.exists() and not dst.is_dir():
@@ -304,15 +278,14 @@ def _run_dataset(src: Path, dst: Path, args: argparse.Namespace) -> int:
     model_name(args)  # a missing shipped model stops before OUTPUT is made
     dst.mkdir(parents=True, exist_ok=True)
     _check_writable(dst)
-    mine = files[rank::world]
+    mine = shard(files, rank, world)
     failures: list[str] = []
     # The volumes' bar stays on screen; each volume's slice bar (from _one) shows below it.
     with progress_bar(len(mine), desc="loading model", unit="volume", quiet=args.quiet, leave=True) as volumes:
         model, grid, norm, description = load(args)
         domain = model_domain(args)
         volumes.set_description_str("volumes")
-        for f, rel in mine:
-            out = dst / rel
+        for f, rel, out in mine:
             try:
                 if out.exists() and not args.overwrite:
                     raise UserError(f"{out}: output exists (use --overwrite to replace it)")

@@ -56,9 +56,9 @@ def wanted(args: argparse.Namespace) -> bool:
 
 
 def _check(args: argparse.Namespace, fitted: bool) -> None:
-    from iconet.cli.infer import _is_dataset
+    from iconet.data.folders import is_volume_folder
 
-    if not fitted and _is_dataset(args.input):
+    if not fitted and is_volume_folder(args.input):
         raise UserError(f"{args.input}: --isotropic fits a model to one scan (a file or one DICOM series folder), "
                         "not to a folder of scans; fit one with --save-model, then apply it to the folder with --model")
     if fitted and (args.save_model is not None or args.fit_steps is not None):
@@ -82,9 +82,9 @@ def run(args: argparse.Namespace, check_output: Any) -> int:
     fitted = not args.isotropic
     _check(args, fitted)
     if fitted:
-        from iconet.cli.infer import _is_dataset
+        from iconet.data.folders import is_volume_folder
 
-        if _is_dataset(args.input):
+        if is_volume_folder(args.input):
             return _run_folder(args)
     check_output(args.output, args.overwrite)
     volume = read_volume(args.input, series_uid=getattr(args, "series_uid", None))
@@ -116,18 +116,17 @@ def _run_folder(args: argparse.Namespace) -> int:
     folder with the same relative paths; a failing scan is reported and skipped (exit 1)."""
     import sys
 
-    from iconet.cli.infer import _dataset_files
+    from iconet.data.folders import plan_folder
     from iconet.data.io import read_volume, write_volume
     from iconet.isotropic import apply_fitted
 
-    files = _dataset_files(args.input)
+    files = plan_folder(args.input, args.output)
     if not files:
         raise UserError(f"{args.input}: no volumes in this folder")
     if args.output.exists() and not args.output.is_dir():
         raise UserError(f"{args.output}: output for a folder of scans must be a folder")
     failures = 0
-    for src, rel in files:
-        dst = args.output / rel
+    for src, rel, dst in files:
         try:
             if dst.exists() and not args.overwrite:
                 raise UserError(f"{dst}: output exists (use --overwrite to replace it)")
