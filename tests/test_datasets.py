@@ -1,6 +1,9 @@
-"""Slice datasets, normalisation and subject-level splits (tiny synthetic volumes)."""
+"""Slice datasets, normalisation and subject-level splits, on crops of the shipped Colin27 slab
+(real T1 values and geometry) written as NIfTI and read back with iconet.data.io.read_volume."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,18 +14,29 @@ from torch.utils.data import DataLoader
 from iconet.config import from_dict
 from iconet.data.datasets import SliceConfig, SliceDataset, collate, split_subjects
 from iconet.data.degrade import Degradation, seed_from_name
+from iconet.data.io import read_volume
 from iconet.data.normalize import Normalization, NormalizeConfig, default_config, denormalize, normalize
+from iconet.data.samples import sample_path
 from iconet.data.volume import Volume
 
+#: regions of the slab (181 x 217 x 8, 1 x 1 x 4 mm): inside the brain, and one reaching the
+#: air beside the head along axis 0 (its first 4 sagittal slices are background)
+CENTRE = np.s_[78:104, 92:126, :]  # 26 x 34 x 8
+CENTRE_4X = np.s_[70:110, 85:133, :]  # 40 x 48 x 8: multiples of 8
+EDGE = np.s_[0:26, 92:126, :]
 
-def _head(shape=(26, 34, 12), name="sub-01", seed=0, modality="MR") -> Volume:
-    """An ellipsoid 'head' filling the middle slices, through nibabel like a file would."""
-    rng = np.random.default_rng(seed)
-    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    r = grid[0] ** 2 + grid[1] ** 2 + (grid[2] * 1.3) ** 2
-    data = np.where(r < 0.8, 100 + 20 * rng.random(shape), rng.random(shape)).astype(np.int16)
-    img = nib.Nifti1Image(data, np.diag([0.9, 0.9, 3.0, 1.0]))
-    return Volume(np.asanyarray(img.dataobj), img.affine, modality=modality, meta={"name": name})
+
+def _crop_file(folder: Path, name: str, region=CENTRE) -> Path:
+    """``region`` of the shipped slab written as ``folder/name.nii.gz`` (nibabel keeps the affine)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.nii.gz"
+    nib.save(nib.load(sample_path()).slicer[region], path)
+    return path
+
+
+def _crop(folder: Path, name: str = "sub-01", region=CENTRE) -> Volume:
+    """``region`` of the slab as iconet reads it from a NIfTI file (the volume's name is ``name``)."""
+    return read_volume(_crop_file(folder, name, region))
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -52,8 +66,8 @@ def test_normalize_percentile_window_range_and_undo():
 # ----------------------------------------------------------------------------- samples
 
 
-def test_eval_samples_whole_slices_shapes_keys_metadata():
-    vol = _head()
+def test_eval_samples_whole_slices_shapes_keys_metadata(tmp_path):
+    vol = _crop(tmp_path)
     ds = SliceDataset([vol], Degradation(scale=2), SliceConfig(axis=2))
     s = ds[0]
     expected = {"lr", "clean", "hr", "hr_stages", "clean_stages", "volume", "slice", "axis",
@@ -76,8 +90,8 @@ def test_eval_samples_whole_slices_shapes_keys_metadata():
     np.testing.assert_array_equal(s["hr"][0].numpy(), arr[1:25, 1:33, s["slice"]])
 
 
-def test_stage_targets_in_samples_at_4x():
-    ds = SliceDataset([_head(shape=(40, 48, 12))], Degradation(scale=4), SliceConfig(axis=2))
+def test_stage_targets_in_samples_at_4x(tmp_path):
+    ds = SliceDataset([_crop(tmp_path, region=CENTRE_4X)], Degradation(scale=4), SliceConfig(axis=2))
     s = ds[0]
     assert s["hr"].shape == (1, 40, 48)
     assert [tuple(t.shape) for t in s["hr_stages"]] == [(1, 20, 24), (1, 40, 48)]
@@ -85,15 +99,15 @@ def test_stage_targets_in_samples_at_4x():
     torch.testing.assert_close(s["clean_stages"][0], s["clean"])
 
 
-def test_foreground_filtering_and_all_axes():
-    vol = _head()
-    ds = SliceDataset([vol], Degradation(scale=2), SliceConfig(axis=2))
-    kept = ds.slices_of("sub-01", 2)
+def test_foreground_filtering_and_all_axes(tmp_path):
+    vol = _crop(tmp_path, region=EDGE)
+    ds = SliceDataset([vol], Degradation(scale=2), SliceConfig(axis=0))
+    kept = ds.slices_of("sub-01", 0)
     arr = ds.array("sub-01")
-    frac = (arr > 0.1).mean(axis=(0, 1))
-    assert kept == [k for k in range(arr.shape[2]) if frac[k] > 0.10]
-    assert 0 < len(kept) < arr.shape[2]  # the end slices of the ellipsoid are dropped
-    strict = SliceDataset([vol], Degradation(scale=2), SliceConfig(axis=2, foreground_fraction=0.5))
+    frac = (arr > 0.1).mean(axis=(1, 2))
+    assert kept == [k for k in range(arr.shape[0]) if frac[k] > 0.10]
+    assert kept[0] > 0 and kept == list(range(kept[0], arr.shape[0]))  # the air beside the head is dropped
+    strict = SliceDataset([vol], Degradation(scale=2), SliceConfig(axis=0, foreground_fraction=0.5))
     assert len(strict) < len(ds)
     all_axes = SliceDataset([vol], Degradation(scale=2), SliceConfig(axis="all", fit="pad"))
     assert {a for _, a, _ in all_axes.index} == {0, 1, 2}
@@ -104,8 +118,8 @@ def test_foreground_filtering_and_all_axes():
         SliceDataset([vol], Degradation(scale=2), SliceConfig(foreground_threshold=5.0))
 
 
-def test_random_crops_in_range_and_reproducible():
-    vol = _head(shape=(40, 48, 12))
+def test_random_crops_in_range_and_reproducible(tmp_path):
+    vol = _crop(tmp_path, region=CENTRE_4X)
     cfg = SliceConfig(axis=2, patch_size=16)
     deg = Degradation(scale=2, mask_mode="random")
     ds = SliceDataset([vol], deg, cfg, seed=7)
@@ -126,10 +140,10 @@ def test_random_crops_in_range_and_reproducible():
     assert again[0]["degradation"]["seed"] != ds[0]["degradation"]["seed"]
 
 
-def test_whole_slice_degradation_crops_the_patch_from_the_degraded_slice():
+def test_whole_slice_degradation_crops_the_patch_from_the_degraded_slice(tmp_path):
     """degrade_whole_slice: LR, CLEAN and every stage target of a patch are the crops of the
     whole slice's (seeded, so reproducible) degradation under the HR patch, on the LR grid."""
-    vol = _head(shape=(40, 48, 12))
+    vol = _crop(tmp_path, region=CENTRE_4X)
     deg = Degradation(scale=4, mask_mode="seeded")
     ds = SliceDataset([vol], deg, SliceConfig(axis=2, patch_size=16, degrade_whole_slice=True), seed=3)
     arr = ds.array("sub-01")
@@ -155,13 +169,13 @@ def test_whole_slice_degradation_crops_the_patch_from_the_degraded_slice():
     torch.testing.assert_close(first["lr"], crop)
 
 
-def test_patch_not_multiple_raises():
+def test_patch_not_multiple_raises(tmp_path):
     with pytest.raises(ValueError, match="multiple of 2\\*scale = 8"):
-        SliceDataset([_head()], Degradation(scale=4), SliceConfig(patch_size=20))
+        SliceDataset([_crop(tmp_path)], Degradation(scale=4), SliceConfig(patch_size=20))
 
 
-def test_collate_and_dataloader():
-    vols = [_head(name="a", seed=1), _head(name="b", seed=2)]
+def test_collate_and_dataloader(tmp_path):
+    vols = [_crop(tmp_path, "a", CENTRE), _crop(tmp_path, "b", CENTRE_4X)]
     ds = SliceDataset(vols, Degradation(scale=2), SliceConfig(axis=2, patch_size=8), seed=0)
     batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
     assert batch["lr"].shape == (4, 1, 4, 4) and batch["hr"].shape == (4, 1, 8, 8)
@@ -170,26 +184,21 @@ def test_collate_and_dataloader():
     assert isinstance(batch["degradation"][0], dict)
 
 
-def test_duplicate_names_and_config_from_dict():
-    with pytest.raises(ValueError, match="unique"):
-        SliceDataset([_head(), _head()], Degradation(scale=2))
+def test_duplicate_names_and_config_from_dict(tmp_path):
+    same_name = [_crop(tmp_path / "site1"), _crop(tmp_path / "site2", region=CENTRE_4X)]  # both sub-01
+    with pytest.raises(ValueError, match="two volumes are named 'sub-01'"):
+        SliceDataset(same_name, Degradation(scale=2))
     cfg = from_dict(SliceConfig, {"axis": "all", "patch_size": 32, "normalization": {"method": "range"}})
     assert cfg.axes == (0, 1, 2) and cfg.normalization.method == "range"
 
 
-def test_paths_are_read_with_read_volume(tmp_path, monkeypatch):
-    import sys
-    import types
-
-    vol = _head(name="ignored")
-    path = tmp_path / "sub-02_T1w.nii.gz"
-    nib.save(nib.Nifti1Image(vol.data, vol.affine), path)
-    fake = types.ModuleType("iconet.data.io")
-    fake.read_volume = lambda p, **kw: Volume(np.asanyarray(nib.load(p).dataobj), nib.load(p).affine,
-                                               modality="MR", source=p)
-    monkeypatch.setitem(sys.modules, "iconet.data.io", fake)
-    ds = SliceDataset([path], Degradation(scale=2))
+def test_paths_are_read_with_read_volume(tmp_path):
+    path = _crop_file(tmp_path, "sub-02_T1w")
+    fixed = NormalizeConfig(method="range", low=0.0, high=255.0)  # array = voxels / 255, no statistic
+    ds = SliceDataset([path], Degradation(scale=2), SliceConfig(normalization=fixed))
     assert ds.volume_names == ["sub-02_T1w"]
+    voxels = np.asanyarray(nib.load(path).dataobj)  # nibabel's own read of the file
+    np.testing.assert_allclose(ds.array("sub-02_T1w"), voxels / 255.0, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- splits
