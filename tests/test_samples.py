@@ -1,14 +1,14 @@
-"""Shipped sample and `iconet data` (fetch-samples with faked downloads, info). No network."""
+"""Shipped sample and `iconet data` (fetch-samples from real archives with the download
+simulated, info on real NIfTI and DICOM files). No network."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
+import os
+import shutil
 import subprocess
-import sys
 import tarfile
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +18,6 @@ import pytest
 
 from iconet.cli import data as cli_data
 from iconet.data import samples
-from iconet.data.volume import Volume
 
 S1 = "pycortex_S1_T1.nii.gz"
 COLIN = "colin27_T1.nii.gz"
@@ -56,88 +55,139 @@ def test_sample_readme_states_provenance():
 # ----------------------------------------------------------------------------- fetch-samples
 
 
-class FakeRun:
-    """Stands in for subprocess.run: 'downloads' archives holding the given member bytes."""
+def _sdist(folder: Path, payload: bytes) -> Path:
+    """A real gzip tarball named like pycortex's sdist, holding ``payload`` as its S1 volume."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pycortex-1.4.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(samples.SAMPLES[S1].member)
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
 
-    def __init__(self, payload: bytes = b"not a nifti", fail: str | None = None) -> None:
-        self.payload = payload
-        self.fail = fail
-        self.calls: list[list[str]] = []
+
+def _deb(folder: Path, payload: bytes) -> Path:
+    """A real Debian package ``mricron-data`` built with dpkg-deb, holding ``payload`` as ch2."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is needed to build and unpack a .deb")
+    root = folder / "mricron-data"
+    member = root / samples.SAMPLES[COLIN].member
+    member.parent.mkdir(parents=True)
+    member.write_bytes(payload)
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN" / "control").write_text(
+        "Package: mricron-data\nVersion: 1.2\nArchitecture: all\n"
+        "Maintainer: iconet tests <tests@example.org>\nDescription: test build\n"
+    )
+    path = folder / "mricron-data_1.2_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(path)], check=True,
+                   capture_output=True)
+    shutil.rmtree(root)
+    return path
+
+
+class Mirror:
+    """subprocess.run for fetch-samples with the network simulated (CI cannot reach PyPI or
+    Debian): ``pip download`` and ``apt-get download`` copy the real archives in ``served``;
+    every other command (dpkg-deb) runs for real. ``downloads`` records the download commands."""
+
+    def __init__(self, served: Path) -> None:
+        self.served = served
+        self.downloads: list[list[str]] = []
+        self.run = subprocess.run  # the real one, for everything that needs no network
 
     def __call__(self, cmd, cwd=None, **kw):
-        self.calls.append(list(cmd))
-        if self.fail:
-            return subprocess.CompletedProcess(cmd, 1, "", f"some noise\n{self.fail}\n")
         if "pip" in cmd:
-            dest = Path(cmd[cmd.index("-d") + 1])
-            with tarfile.open(dest / "pycortex-1.4.0.tar.gz", "w:gz") as tar:
-                info = tarfile.TarInfo(samples.SAMPLES[S1].member)
-                info.size = len(self.payload)
-                tar.addfile(info, io.BytesIO(self.payload))
-        elif cmd[:2] == ["apt-get", "download"]:
-            (Path(cwd) / "mricron-data_1.2_all.deb").write_bytes(b"!<arch>\n")
-        elif cmd[:2] == ["dpkg-deb", "-x"]:
-            member = Path(cmd[3]) / samples.SAMPLES[COLIN].member
-            member.parent.mkdir(parents=True)
-            member.write_bytes(self.payload)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
+            self.downloads.append(list(cmd))
+            shutil.copy(self.served / "pycortex-1.4.0.tar.gz", Path(cmd[cmd.index("-d") + 1]))
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if cmd[:2] == ["apt-get", "download"]:
+            self.downloads.append(list(cmd))
+            shutil.copy(self.served / "mricron-data_1.2_all.deb", Path(cwd))
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return self.run(cmd, cwd=cwd, **kw)
 
 
 @pytest.fixture
-def tools(monkeypatch):
-    monkeypatch.setattr(samples.shutil, "which", lambda name: f"/usr/bin/{name}")
-
-
-def test_checksum_mismatch_reports_and_exits_nonzero(tmp_path, monkeypatch, capsys, tools):
-    fake = FakeRun(b"tampered bytes")
+def mirror(tmp_path, monkeypatch):
+    """Serves the shipped slab (a real NIfTI, not the whole volume either sample is) as both."""
+    served = tmp_path / "served"
+    payload = samples.sample_path().read_bytes()
+    _sdist(served, payload)
+    _deb(served, payload)
+    real_which = shutil.which
+    # part of the simulated network: apt-get itself may be absent on the test machine
+    monkeypatch.setattr(samples.shutil, "which", lambda name: "/usr/bin/apt-get" if name == "apt-get"
+                        else real_which(name))
+    fake = Mirror(served)
     monkeypatch.setattr(samples.subprocess, "run", fake)
+    return fake
+
+
+def test_checksum_mismatch_reports_and_exits_nonzero(tmp_path, capsys, mirror):
     rc = _cli(["data", "fetch-samples", "--dest", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc != 0
     assert f"FAILED  {S1}: checksum mismatch" in err and f"FAILED  {COLIN}: checksum mismatch" in err
-    assert hashlib.sha256(b"tampered bytes").hexdigest() in err
+    assert samples.sha256_of(samples.sample_path()) in err  # what was got, read back from both archives
     assert "could not fetch 2 of 2" in err
-    assert not (tmp_path / "out" / S1).exists() and not (tmp_path / "out" / COLIN).exists()
-    assert any("pip" in c and "pycortex==1.4.0" in c and "--no-deps" in c for c in fake.calls)
-    assert ["apt-get", "download", "mricron-data"] in fake.calls
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert any("pip" in c and "pycortex==1.4.0" in c and "--no-deps" in c for c in mirror.downloads)
+    assert ["apt-get", "download", "mricron-data"] in mirror.downloads
+
+
+def _offline(monkeypatch, tmp_path: Path) -> Path:
+    """An empty PATH folder, and a pip that may look nowhere (no index, no links, no config)."""
+    for key in [k for k in os.environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return bin_dir
 
 
 def test_missing_tool_reported(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(samples.shutil, "which", lambda name: None)
-    monkeypatch.setattr(samples.subprocess, "run", FakeRun(fail="ERROR: No matching distribution found"))
-    rc = _cli(["data", "fetch-samples", "--dest", str(tmp_path)])
+    _offline(monkeypatch, tmp_path)  # no apt-get on PATH; the real pip finds no pycortex
+    rc = _cli(["data", "fetch-samples", "--dest", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 1
     assert f"FAILED  {COLIN}: apt-get not found" in err and "mricron-data" in err
-    assert f"FAILED  {S1}:" in err and "No matching distribution" in err
+    assert f"FAILED  {S1}:" in err and "No matching distribution found for pycortex==1.4.0" in err
 
 
-def test_tool_not_installed_at_all(tmp_path, monkeypatch, tools):
-    def missing(cmd, **kw):
-        raise FileNotFoundError(cmd[0])
-
-    monkeypatch.setattr(samples.subprocess, "run", missing)
-    fetched, failed = samples.fetch_samples(tmp_path, names=[COLIN, "nope.nii.gz"])
+def test_tool_not_installed_at_all(tmp_path, monkeypatch):
+    bin_dir = _offline(monkeypatch, tmp_path)
+    apt = bin_dir / "apt-get"  # found on PATH, but its interpreter is missing: exec fails
+    apt.write_text("#!/nonexistent/interpreter\n")
+    apt.chmod(0o755)
+    assert shutil.which("apt-get") == str(apt)
+    fetched, failed = samples.fetch_samples(tmp_path / "out", names=[COLIN, "nope.nii.gz"])
     assert fetched == {}
     assert "'apt-get' not found" in failed[COLIN] and "unknown sample" in failed["nope.nii.gz"]
 
 
-def test_fetch_success_writes_checked_file_and_reuses_archives(tmp_path, monkeypatch, capsys, tools):
-    payload = b"pretend this is the real volume"
-    for name in (S1, COLIN):
-        spec = replace(samples.SAMPLES[name], sha256=hashlib.sha256(payload).hexdigest())
+def test_fetch_success_writes_checked_file_and_reuses_archives(tmp_path, monkeypatch, capsys, mirror):
+    slab = samples.sample_path()
+    for name in (S1, COLIN):  # the constants are the whole volumes' hashes; the slab stands in
+        spec = replace(samples.SAMPLES[name], sha256=samples.sha256_of(slab))
         monkeypatch.setitem(samples.SAMPLES, name, spec)
-    fake = FakeRun(payload)
-    monkeypatch.setattr(samples.subprocess, "run", fake)
     dest, archives = tmp_path / "out", tmp_path / "archives"
     assert _cli(["data", "fetch-samples", "--dest", str(dest), "--archives", str(archives)]) == 0
-    assert (dest / S1).read_bytes() == payload and (dest / COLIN).read_bytes() == payload
     assert "ok" in capsys.readouterr().out
+    want = nib.load(slab)
+    for name in (S1, COLIN):  # unpacked from a real tarball and a real .deb (dpkg-deb -x)
+        assert (dest / name).read_bytes() == slab.read_bytes()
+        got = nib.load(dest / name)
+        np.testing.assert_array_equal(np.asanyarray(got.dataobj), np.asanyarray(want.dataobj))
+        np.testing.assert_array_equal(got.affine, want.affine)
+    assert sorted(p.name for p in archives.iterdir()) == ["mricron-data_1.2_all.deb", "pycortex-1.4.0.tar.gz"]
     (dest / S1).unlink()
-    n = len(fake.calls)
+    n = len(mirror.downloads)
     fetched, failed = samples.fetch_samples(dest, names=[S1], archives=archives)
-    assert failed == {} and fetched[S1].read_bytes() == payload
-    assert len(fake.calls) == n  # archive reused: no new download
+    assert failed == {} and fetched[S1].read_bytes() == slab.read_bytes()
+    assert len(mirror.downloads) == n  # archive reused: no new download
 
 
 def test_checksums_match_the_shared_copies():
@@ -151,15 +201,26 @@ def test_checksums_match_the_shared_copies():
 # ----------------------------------------------------------------------------- info
 
 
-def test_info_prints_geometry(monkeypatch, capsys):
-    def read_volume(path, *, frame=None, series_uid=None, nan_policy="error", max_bytes=None):
-        img = nib.load(path)
-        return Volume(np.asanyarray(img.dataobj), img.affine, modality="MR", source=Path(path))
-
-    fake = types.ModuleType("iconet.data.io")
-    fake.read_volume = read_volume  # the real reader is written in parallel; its contract is used
-    monkeypatch.setitem(sys.modules, "iconet.data.io", fake)
-    assert _cli(["data", "info", str(samples.sample_path())]) == 0
+def test_info_prints_what_nibabel_reads_from_the_shipped_sample(capsys):
+    slab = samples.sample_path()
+    data = np.asanyarray(nib.load(slab).dataobj)
+    assert _cli(["data", "info", str(slab)]) == 0
     out = capsys.readouterr().out
-    for words in ("181 x 217 x 8", "uint8", "1 x 1 x 4 mm", "RAS", "MR", "range        0 .. "):
+    rng = f"range        {data.min():g} .. {data.max():g} (99.5th percentile {np.percentile(data, 99.5):g})"
+    for words in ("181 x 217 x 8", "uint8", "1 x 1 x 4 mm", "RAS", "modality     unknown", rng):
+        assert words in out
+
+
+def test_info_prints_what_pydicom_reads_from_a_dicom_file(capsys):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("MR_small.dcm")
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    assert _cli(["data", "info", path]) == 0
+    out = capsys.readouterr().out
+    spacing = f"{float(ds.PixelSpacing[1]):g} x {float(ds.PixelSpacing[0]):g} x {float(ds.SliceThickness):g} mm"
+    for words in (f"{ds.Columns} x {ds.Rows} x 1", str(pixels.dtype), spacing, f"modality     {ds.Modality}",
+                  f"range        {pixels.min():g} .. {pixels.max():g}"):
         assert words in out
