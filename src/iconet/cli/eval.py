@@ -81,30 +81,10 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _volumes(paths: list[Path], series_uid: str | None = None) -> list[Any]:
-    from iconet.data.io import read_volume
-    from iconet.data.layouts import find_cases
-
-    vols = []
-    for path in paths:
-        if path.is_dir() and any(p.suffix in (".gz", ".nii") or p.is_dir() for p in path.iterdir()):
-            if series_uid is not None:
-                raise UserError(f"{path}: --series-uid picks a series of one DICOM folder, but this is a folder "
-                                "of volumes; give the DICOM folder that holds the series as DATA")
-            vols += [read_volume(next(iter(c.images.values()))) for c in find_cases(path, "plain")]
-        else:
-            vols.append(read_volume(path, series_uid=series_uid))
-    _distinct(vols)
-    return vols
-
-
-def _recipe(args: argparse.Namespace) -> dict[str, Any] | None:
-    """For one ``.yaml`` DATA: the recipe's test (else validation) volumes, its degradation with
-    masks seeded from each volume's name, and its normalisation; fills ``--scale`` and
-    ``--degradation`` (an explicit value that contradicts the recipe is an error). Otherwise
-    ``None`` and the defaults x2 / kspace."""
-    import dataclasses
-
+def _recipe(args: argparse.Namespace) -> Any:
+    """For one ``.yaml`` DATA: the recipe's protocol (:func:`iconet.evaluation.volumes.recipe_protocol`);
+    fills ``--scale`` and ``--degradation`` (an explicit value that contradicts the recipe is an
+    error). Otherwise ``None`` and the defaults x2 / kspace."""
     is_recipe = len(args.data) == 1 and args.data[0].suffix in (".yaml", ".yml") and args.data[0].is_file()
     if not is_recipe:
         if any(p.suffix in (".yaml", ".yml") for p in args.data):
@@ -115,54 +95,15 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.layout != "plain" or args.contrast is not None or args.downstream == "tumour":
         raise UserError(f"{args.data[0]}: --layout/--contrast/--downstream tumour take data folders; "
                         "the recipe names its own layout and contrast")
-    from iconet.data.io import read_volume
-    from iconet.engine.config import load_train_config
-    from iconet.engine.data import find_split
+    from iconet.evaluation.volumes import recipe_protocol
 
-    cfg = load_train_config(args.data[0])
-    deg = dataclasses.replace(cfg.degradation, mask_mode="seeded")
+    recipe = recipe_protocol(args.data[0])
+    deg = recipe.degradation
     for option, asked, own in (("--scale", args.scale, deg.scale), ("--degradation", args.degradation, deg.kind)):
         if asked is not None and asked != own:
             raise UserError(f"{args.data[0]}: {option} {asked} contradicts the recipe's {own}")
     args.scale, args.degradation = deg.scale, deg.kind
-    split = find_split(cfg.data)
-    share, subjects = ("test", split.test) if split.test else ("validation", split.val)
-    volumes = [read_volume(path) for path in subjects.values()]
-    _distinct(volumes)
-    return {"volumes": volumes, "degradation": deg, "normalization": cfg.data.normalization, "share": share}
-
-
-def _distinct(vols: list[Any]) -> None:
-    """Distinct names, and volumes only: a 2-D image (PNG, one DICOM slice) is refused, not scored as a volume."""
-    from iconet.data.validate import require_volume
-
-    for v in vols:
-        require_volume(v)
-    names = [v.name for v in vols]
-    if len(set(names)) != len(names):
-        raise UserError(f"test volumes must have distinct names, got {names}")
-
-
-def _brats_volumes(paths: list[Path], contrast: str, need_labels: bool) -> tuple[list[Any], dict[str, Any]]:
-    """The ``contrast`` volume of every BraTS 2021 case under ``paths``, and (when asked) each
-    case's ``_seg`` labels keyed by the volume's name. A case without labels is an error then."""
-    from iconet.data.io import read_volume
-    from iconet.data.layouts import find_cases
-
-    cases = [c for path in paths for c in find_cases(path, "brats2021", contrasts=contrast)]
-    if need_labels:
-        for c in cases:
-            if c.label is None:
-                raise UserError(f"{c.subject}: no labels file {c.subject}_seg.nii.gz beside "
-                                f"{c.images[contrast].name} (--downstream tumour needs it)")
-    vols, labels = [], {}
-    for c in cases:
-        vol = read_volume(c.images[contrast])
-        vols.append(vol)
-        if need_labels:
-            labels[vol.name] = read_volume(c.label)
-    _distinct(vols)
-    return vols, labels
+    return recipe
 
 
 def _draw_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -175,19 +116,11 @@ def _draw_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"draws": args.draws or DEFAULT_DRAWS, "masks": args.masks, "reference": args.reference}
 
 
-def _normalization(recipe: dict[str, Any] | None, on: str | None) -> Any:
-    """The recipe's normalisation (else the default, the LR's 99.5th percentile), with ``--normalize-on``."""
-    import dataclasses
-
-    from iconet.data.normalize import NormalizeConfig
-
-    cfg = (recipe or {}).get("normalization") or NormalizeConfig(reference="lr")
-    return dataclasses.replace(cfg, reference=on) if on else cfg
-
-
 def run(args: argparse.Namespace) -> int:
     from iconet.data.degrade import Degradation
     from iconet.evaluation.runner import evaluate, load_candidate, markdown_table
+    from iconet.evaluation.volumes import (eval_normalization, holds_volumes, read_brats_volumes, read_test_volumes,
+                                           recipe_volumes)
 
     if args.layout == "brats2021" and args.contrast is None:
         raise UserError("--layout brats2021 needs --contrast (t1, t1ce, t2 or flair)")
@@ -200,11 +133,12 @@ def run(args: argparse.Namespace) -> int:
                                         or args.data[0].suffix in (".yaml", ".yml")):
         raise UserError("--series-uid picks a series of one DICOM folder: give that folder alone as DATA")
     recipe = _recipe(args)
+    share, volumes = recipe_volumes(recipe) if recipe else (None, [])
     out = args.out or Path(f"eval-x{args.scale}")
     targets = [out / n for n in ("per_volume.csv", "summary.json", "table.md", "bars.png")]
     if any(t.exists() for t in targets) and not args.overwrite:
         raise UserError(f"{out}: holds an earlier evaluation (use --overwrite to replace it)")
-    degradation = recipe["degradation"] if recipe else Degradation(kind=args.degradation, scale=args.scale)
+    degradation = recipe.degradation if recipe else Degradation(kind=args.degradation, scale=args.scale)
     with progress_bar(desc="loading models", quiet=args.quiet, bar_format="{desc} {elapsed}"):
         candidates = [load_candidate(m, args.scale, degradation.grid) for m in args.models]
     for c in candidates:
@@ -213,12 +147,13 @@ def run(args: argparse.Namespace) -> int:
     if args.reference:  # a model given by its path is named by its folder in the tables
         args.reference = next((c.name for c in candidates if args.reference in (c.name, c.source)), args.reference)
     labels: dict[str, Any] | None = None
-    if recipe:
-        volumes = recipe["volumes"]
-    elif args.layout == "brats2021":
-        volumes, labels = _brats_volumes(args.data, args.contrast, args.downstream == "tumour")
-    else:
-        volumes = _volumes(args.data, args.series_uid)
+    if args.layout == "brats2021":
+        volumes, labels = read_brats_volumes(args.data, args.contrast, labels=args.downstream == "tumour")
+    elif not recipe:
+        if args.series_uid is not None and holds_volumes(args.data[0]):
+            raise UserError(f"{args.data[0]}: --series-uid picks a series of one DICOM folder, but this is a folder "
+                            "of volumes; give the DICOM folder that holds the series as DATA")
+        volumes = read_test_volumes(args.data, args.series_uid)
     # One bar over the (volume, mask draw, model) passes, moved after every batch of slices.
     with progress_bar(desc="scoring (volume x draw x model)", unit="pass", quiet=args.quiet,
                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]") as bar:
@@ -228,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
 
         result = evaluate(candidates, volumes, degradation, axis=args.axis, downstream=args.downstream or False,
                           labels=labels if args.downstream == "tumour" else None, contrast=args.contrast,
-                          normalization=_normalization(recipe, args.normalize_on), progress=tick,
+                          normalization=eval_normalization(recipe, args.normalize_on), progress=tick,
                           **_draw_options(args))
     if recipe:
-        print(f"{args.data[0]}: scored on its {recipe['share']} subjects: {', '.join(v.name for v in volumes)}",
+        print(f"{args.data[0]}: scored on its {share} subjects: {', '.join(v.name for v in volumes)}",
               file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     from iconet.data.io import atomic_output
