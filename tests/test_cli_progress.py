@@ -53,7 +53,7 @@ def _slab(tmp_path: Path) -> Path:
 @pytest.fixture
 def every_update(monkeypatch):
     """Bars draw every update: fast batches would otherwise fall within tqdm's 0.1 s between draws."""
-    import iconet.cli.progress as progress
+    import iconet.progress as progress
 
     class EveryUpdate(progress.tqdm):
         def __init__(self, *args, **kwargs):

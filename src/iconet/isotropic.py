@@ -210,9 +210,8 @@ def apply_model(model: SRModel, volume: np.ndarray, p: Plan, *, fuse: bool = Tru
     ``planes``: ``"A"`` (columns along A only), ``"B"``, or ``None`` = both, averaged when
     ``fuse`` (``fuse=False`` is ``"A"``).
     """
-    from tqdm.auto import tqdm
-
     from iconet.data.through_plane import axis_grid
+    from iconet.progress import progress_bar
 
     n = volume.shape[0]
     g = axis_grid(n, p.profile.spacing, p.target_spacing)
@@ -227,8 +226,7 @@ def apply_model(model: SRModel, volume: np.ndarray, p: Plan, *, fuse: bool = Tru
     t = torch.from_numpy(np.ascontiguousarray(x))
     total = (t.shape[2] if "A" in which else 0) + (t.shape[1] if "B" in which else 0)
     out = None
-    with tqdm(total=total, desc="apply", unit="plane", disable=None if progress is None else not progress,
-              leave=False) as bar:
+    with progress_bar(total, desc="apply", unit="plane", disable=None if progress is None else not progress) as bar:
         for key in which:
             # planes with columns along A are the B-indexed ones: (B, Q, A); along B: (A, Q, B)
             stack = t.permute(2, 0, 1) if key == "A" else t.permute(1, 0, 2)

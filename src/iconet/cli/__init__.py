@@ -34,6 +34,12 @@ class UserError(Exception):
     """An error caused by the user's input; printed as one line, exit status 2."""
 
 
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """The ``--quiet`` option of a command that shows progress bars (:mod:`iconet.progress`)."""
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar (none is shown in a pipe or log file either)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iconet", description="Medical image super-resolution with ICONet and its peers."

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from iconet.cli.progress import add_quiet, progress_bar, say
+from iconet.cli import add_quiet
+from iconet.progress import progress_bar, say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iconet.cli.progress import add_quiet, progress_bar
+from iconet.cli import add_quiet
+from iconet.progress import progress_bar
 
 
 def add_parser(sub: Any) -> None:

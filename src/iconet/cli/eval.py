@@ -37,8 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from iconet.cli import UserError
-from iconet.cli.progress import add_quiet, progress_bar
+from iconet.cli import UserError, add_quiet
+from iconet.progress import progress_bar
 
 
 def add_parser(sub: Any) -> None:

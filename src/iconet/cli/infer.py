@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from iconet.cli import UserError
-from iconet.cli.progress import add_quiet, progress_bar, say
+from iconet.cli import UserError, add_quiet
+from iconet.progress import progress_bar, say
 from iconet.data.folders import is_volume_folder, plan_folder, shard
 
 PEERS = ("bicubic", "zerofill")

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from iconet.data.plane_pairs import InPlanePairs
 from iconet.engine.ema import EMA
@@ -32,6 +31,7 @@ from iconet.losses import LossConfig, multistage_loss
 from iconet.models import build_model
 from iconet.models.base import SRModel
 from iconet.ops.rows import resample_rows
+from iconet.progress import progress_bar
 from iconet.runtime import autocast
 
 CALIBRATION_STEPS = 10
@@ -176,8 +176,8 @@ def fit_through_plane(
     total = steps
     history: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, unit="step", disable=None if progress is None else not progress,
-               leave=False, dynamic_ncols=True)
+    bar = progress_bar(total, desc=desc, unit="step", disable=None if progress is None else not progress,
+                       dynamic_ncols=True)
     step = 0
     try:
         while total is None or step < total:

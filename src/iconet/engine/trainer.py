@@ -54,7 +54,6 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from iconet.config import ConfigError, load_yaml, to_dict
 from iconet.data.datasets import collate
@@ -71,6 +70,7 @@ from iconet.engine.interrupt import StopSignals, TrainingInterrupted, ignore_sig
 from iconet.engine.schedule import WarmupSchedule, build_scheduler
 from iconet.losses import multistage_loss, rec_stage_indices
 from iconet.models import SRModel, build_model, saved_model_config
+from iconet.progress import progress_bar
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed_from_name(f"loader/{seed}/{epoch}")
@@ -448,8 +448,8 @@ class Trainer:
         if getattr(self, "_rng_to_restore", None) is not None:
             set_rng_state(self._rng_to_restore, {"loader": self.loader_gen})
             self._rng_to_restore = None
-        bar = tqdm(total=run.steps, initial=self.step, disable=not (self.is_main and run.progress),
-                   dynamic_ncols=True, unit="step", desc="train")
+        bar = progress_bar(run.steps, initial=self.step, disable=not (self.is_main and run.progress),
+                           dynamic_ncols=True, unit="step", desc="train", leave=True)
         batches = self._batches()
         try:
             with StopSignals() as signals:
