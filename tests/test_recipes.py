@@ -102,16 +102,16 @@ def test_holdout_split_keeps_voxels_and_scanner_space(tmp_path):
 
 
 def test_fetch_samples_writes_the_split_the_demo_recipes_read(tmp_path, monkeypatch):
-    """fetch-samples (downloads faked, as in test_samples) writes data/s1_holdout once S1 is
-    fetched and checked; the demo recipes then find their subjects without any other step."""
-    from test_samples import FakeRun
+    """fetch-samples (from real archives, only the download simulated, as in test_samples) writes
+    data/s1_holdout once S1 is fetched and checked; the demo recipes then find their subjects
+    without any other step."""
+    from test_samples import serve
 
     payload = sample_path().read_bytes()  # a real NIfTI stands in for S1
     digest = hashlib.sha256(payload).hexdigest()
     for name in (S1, COLIN):
         monkeypatch.setitem(samples.SAMPLES, name, replace(samples.SAMPLES[name], sha256=digest))
-    monkeypatch.setattr(samples.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(samples.subprocess, "run", FakeRun(payload))
+    serve(monkeypatch, tmp_path / "served", payload)
     monkeypatch.chdir(tmp_path)
 
     # the split is defined for pycortex S1 alone: another volume under that name gets none

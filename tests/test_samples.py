@@ -108,11 +108,9 @@ class Mirror:
         return self.run(cmd, cwd=cwd, **kw)
 
 
-@pytest.fixture
-def mirror(tmp_path, monkeypatch):
-    """Serves the shipped slab (a real NIfTI, not the whole volume either sample is) as both."""
-    served = tmp_path / "served"
-    payload = samples.sample_path().read_bytes()
+def serve(monkeypatch, served: Path, payload: bytes) -> Mirror:
+    """fetch-samples downloads, from now on, real archives (built in ``served``) holding ``payload``
+    as both volumes (also used by tests/test_recipes.py)."""
     _sdist(served, payload)
     _deb(served, payload)
     real_which = shutil.which
@@ -122,6 +120,12 @@ def mirror(tmp_path, monkeypatch):
     fake = Mirror(served)
     monkeypatch.setattr(samples.subprocess, "run", fake)
     return fake
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """Serves the shipped slab (a real NIfTI, not the whole volume either sample is) as both."""
+    return serve(monkeypatch, tmp_path / "served", samples.sample_path().read_bytes())
 
 
 def test_checksum_mismatch_reports_and_exits_nonzero(tmp_path, capsys, mirror):
