@@ -15,12 +15,15 @@ import re
 import shutil
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from iconet.cli import build_parser, main
+from iconet.data.io import read_volume
 from iconet.data.samples import sample_path
 
 FAST = ["--model", "bicubic", "--tile", "0"]  # no memory probe: the bar's phases stay short
@@ -81,8 +84,10 @@ def test_infer_prints_only_its_result_in_a_pipe_or_with_quiet(tmp_path, monkeypa
     assert rc == 0 and stdout == f"wrote {out}\n" and stderr == ""
 
 
-def test_infer_bar_shows_on_a_terminal_that_reports_no_size(tmp_path, monkeypatch, capsys, every_update):
-    """A fresh pseudo-terminal is 0 x 0: plain tqdm hides its bar there (the silent infer)."""
+@contextmanager
+def _sizeless_terminal(monkeypatch) -> Iterator[list[str]]:
+    """stderr a fresh pseudo-terminal, which reports a size of 0 x 0; the list receives what was
+    drawn on it once the block ends."""
     master, slave = os.openpty()
     assert os.get_terminal_size(slave) == (0, 0)
     chunks: list[bytes] = []
@@ -101,17 +106,68 @@ def test_infer_bar_shows_on_a_terminal_that_reports_no_size(tmp_path, monkeypatc
     reader.start()
     term = open(slave, "w", buffering=1, encoding="utf-8")
     monkeypatch.setattr(sys, "stderr", term)
-    out = tmp_path / "sr.nii.gz"
+    drawn: list[str] = []
     try:
-        rc = main(["infer", str(_slab(tmp_path)), str(out), *FAST, "--batch", "4"])
+        yield drawn
     finally:
         monkeypatch.undo()
         term.close()
         reader.join(timeout=10)
         os.close(master)
-    text = b"".join(chunks).decode("utf-8", "replace")
+        drawn.append(b"".join(chunks).decode("utf-8", "replace"))
+
+
+def test_infer_bar_shows_on_a_terminal_that_reports_no_size(tmp_path, monkeypatch, capsys, every_update):
+    """A fresh pseudo-terminal is 0 x 0: plain tqdm hides its bar there (the silent infer)."""
+    out = tmp_path / "sr.nii.gz"
+    with _sizeless_terminal(monkeypatch) as drawn:
+        rc = main(["infer", str(_slab(tmp_path)), str(out), *FAST, "--batch", "4"])
+    text = drawn[0]
     assert rc == 0 and capsys.readouterr().out == f"wrote {out}\n"
     assert "slab.nii.gz" in text and "| 4/8 [" in text and "| 8/8 [" in text
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: more threads only contend on a shared CPU (seconds instead of a minute)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_through_plane_fit_and_apply_bars_show_on_a_terminal_that_reports_no_size(monkeypatch, capsys, every_update,
+                                                                                  one_thread):
+    """The library's own bars (tqdm with ``dynamic_ncols``, which measured the 0 x 0 size again)."""
+    from iconet.engine.isotropic_fit import FitConfig
+    from iconet.isotropic import make_isotropic
+
+    small = FitConfig(width=8, heads=2, groups_per_stage=1, blocks_per_group=1, out_rows=32, columns=24, batch=2)
+    full = read_volume(sample_path())  # 4-mm slices; a 64 x 64 crop of the head for speed
+    corner = full.affine.copy()
+    corner[:3, 3] = full.world(np.array([60.0, 80.0, 0.0]))
+    slab = full.with_data(full.data[60:124, 80:144], corner)
+    with _sizeless_terminal(monkeypatch) as drawn:
+        out = make_isotropic(slab, fit_steps=3, fit_config=small, precision="fp32", device="cpu")
+    assert re.search(r"fit colin27_slab: +100%\|.*\| 3/3 \[", drawn[0])
+    assert re.search(r"apply: +100%\|.*\| 128/128 \[", drawn[0])
+    # in a pipe (pytest's capture): nothing on stderr, the same result
+    again = make_isotropic(slab, fit_steps=3, fit_config=small, precision="fp32", device="cpu")
+    assert capsys.readouterr().err == "" and np.array_equal(again.data, out.data)
+
+
+def test_training_bar_shows_on_a_terminal_that_reports_no_size(data_root, tmp_path, monkeypatch, every_update,
+                                                               one_thread):
+    from iconet.engine.trainer import train
+
+    from test_train import make_cfg
+
+    cfg = make_cfg(data_root, tmp_path / "run", "run.steps=2", "run.val_every=0", "run.progress=true")
+    with _sizeless_terminal(monkeypatch) as drawn:
+        train(cfg)
+    assert re.search(r"train: +100%\|.*\| 2/2 \[", drawn[0])
 
 
 def _two_volumes(tmp_path: Path) -> Path:
