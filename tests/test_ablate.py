@@ -253,3 +253,35 @@ def test_spec_dataclass_round_trip(tmp_path, data_root):
     spec = AblationSpec(base=base, variants={"full": [], "no_fusion": ["model.fusion=none"]})
     cfgs = variant_configs(spec, ["run.steps=2"], tmp_path / "o")
     assert cfgs["no_fusion"].model["fusion"] == "none" and cfgs["full"].run.steps == 2
+
+
+def test_sigterm_stops_a_variant_with_143_and_a_command_that_resumes_it(tmp_path, data_root, monkeypatch, capsys):
+    """A SIGTERM during a variant: the step finishes, last.pt is saved, exit 143 (not Ctrl-C's
+    130), and the one stderr line names the signal and the ablate command that resumes it."""
+    import os
+    import shlex
+    import signal
+
+    tiny_recipe(tmp_path, data_root)
+    spec = write_spec(tmp_path, TWO)
+    out = tmp_path / "out"
+    orig = Trainer.train_step
+
+    def term_after_step_1(self, batch):  # type: ignore[no-untyped-def]
+        result = orig(self, batch)
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", term_after_step_1)
+    assert main(["ablate", str(spec), "--out", str(out)]) == 143
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("iconet:")]
+    assert len(err) == 1 and "stopped by SIGTERM after step" in err[0], err
+    saved = load_checkpoint(out / "full" / "checkpoints" / "last.pt")["step"]
+    assert saved >= 1 and not (out / "fusion_add" / "checkpoints").exists()
+    again = shlex.split(err[0].split("continue with: ")[1].split(" (resumes")[0])
+    assert again[:2] == ["iconet", "ablate"]
+    monkeypatch.setattr(Trainer, "train_step", orig)
+    assert main(again[1:]) == 0
+    assert f"step {saved}: iconet ablate" in (out / "full" / "command.txt").read_text()  # resumed, not restarted
+    assert load_checkpoint(out / "fusion_add" / "checkpoints" / "last.pt")["step"] == 4

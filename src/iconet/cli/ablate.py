@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import shlex
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +144,17 @@ def run(args: argparse.Namespace) -> int:
         from iconet.runtime import keep_freed_memory
 
         keep_freed_memory()  # as `iconet train`: this process is ours
-        train_variants(args, [plan_variant(n, cfgs[n]) for n in names])  # every folder checked first
+        from iconet.engine.interrupt import TrainingInterrupted
+
+        try:
+            train_variants(args, [plan_variant(n, cfgs[n]) for n in names])  # every folder checked first
+        except TrainingInterrupted as stop:  # Ctrl-C / SIGTERM: the variant's step finished, last.pt saved
+            if int(os.environ.get("RANK", "0")) == 0:
+                again = command_line(args, "").split("  # ")[0]
+                print(f"iconet: stopped by {signal.Signals(stop.signum).name} after step {stop.step} of "
+                      f"{stop.steps}; saved {stop.checkpoint}; continue with: {again} (resumes that variant)",
+                      file=sys.stderr)
+            return stop.exit_code
 
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
