@@ -448,3 +448,48 @@ def test_nonnegative_clamps_every_output_at_the_inputs_floor_and_changes_nothing
     torch.testing.assert_close(out["sr"][0], ref["sr"][0].clamp_min(floor))
     torch.testing.assert_close(out["rec"][0], ref["rec"][0].clamp_min(floor))
     assert count_parameters(model) == count_parameters(free)
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_depthwise_as_dense_equals_the_depthwise_conv_and_its_gradients(dilation):
+    """The dense block-diagonal form of a depth-wise conv (bf16 CPU training) gives the conv's
+    output and the gradients of its input, weight and bias (fp32, to rounding)."""
+    from iconet.models.rscfl import depthwise_as_dense
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 6, 5, padding=2 * dilation, dilation=dilation, groups=6)
+    x = torch.randn(2, 6, 20, 24, requires_grad=True)
+    g = torch.randn(2, 6, 20, 24)
+    (conv(x) * g).sum().backward()
+    ref = [t.grad.clone() for t in (x, conv.weight, conv.bias)]
+    out_ref = conv(x).detach()
+    for t in (x, conv.weight, conv.bias):
+        t.grad = None
+    out = depthwise_as_dense(conv, x)
+    (out * g).sum().backward()
+    torch.testing.assert_close(out.detach(), out_ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), ref):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_spatial_attention_bf16_dense_training_matches_the_depthwise_form():
+    """Under bf16 autocast on a CPU, training takes the dense form; its output and weight
+    gradients stay within bf16 rounding of the depth-wise form's."""
+    from iconet.models.rscfl import SpatialAttention
+
+    torch.manual_seed(0)
+    attn = SpatialAttention(8).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 32, 32).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(2, 8, 32, 32)
+    got = {}
+    for dense in (False, True):
+        attn.dense_training = dense
+        attn.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attn(x)
+        (out.float() * g).sum().backward()
+        got[dense] = (out.detach().float(), attn.local.weight.grad.clone(), attn.wide.weight.grad.clone())
+    del attn.dense_training  # back to the class default
+    torch.testing.assert_close(got[True][0], got[False][0], rtol=0.02, atol=0.02)
+    for a, b in zip(got[True][1:], got[False][1:]):
+        assert ((a - b).abs().max() / b.abs().max()) < 0.05
