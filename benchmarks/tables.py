@@ -206,7 +206,57 @@ def complexity() -> str:
                               "benchmarks/results/complexity_cpu.json`, then `python benchmarks/tables.py`."])
 
 
+# ---------------------------------------------------------------- through-plane (benchmarks/through_plane.py)
+
+#: through_plane.py's methods in table order, and a reader's name for each
+THROUGH_PLANE_METHODS = {"cubic": "cubic B-spline", "sinc": "windowed sinc (Lanczos-3)",
+                         "inplane": "shipped in-plane model across the slices", "eclare@1x": "ECLARE, iconet's fit CPU time",
+                         "eclare@5x": "ECLARE, 5× iconet's fit CPU time", "iconet": "**`--isotropic`** (fitted to the scan)"}
+
+
+def through_plane(volume: str = "colin27_T1", settings: tuple[str, ...] = ("2mm", "4mm")) -> Callable[[], str]:
+    """Held-out volume's rows of ``through_plane.json``: PSNR / SSIM (mean over the thick axes
+    scored), the gain over cubic paired by axis, and the CPU seconds of the method."""
+
+    def build() -> str:
+        rows = [r for r in load("through_plane.json")["rows"] if r["volume"] == volume]
+
+        def cell(method: str, st: str) -> str:
+            # the axes where iconet was scored, so that every row of a column is the same cells
+            fitted = {r["axis"] for r in rows if r["method"] == "iconet" and r["setting"] == st}
+            mine = [r for r in rows if r["method"] == method and r["setting"] == st
+                    and (not fitted or r["axis"] in fitted)]
+            if not mine:
+                return "–"
+            cubic = {r["axis"]: r for r in rows if r["method"] == "cubic" and r["setting"] == st}
+            psnr = sum(r["psnr"] for r in mine) / len(mine)
+            ssim = sum(r["ssim"] for r in mine) / len(mine)
+            text = f"{psnr:.2f} / {ssim:.4f}"
+            gains = [r["psnr"] - cubic[r["axis"]]["psnr"] for r in mine if r["axis"] in cubic]
+            if method != "cubic" and gains:
+                text += f" ({sum(gains) / len(gains):+.2f})"
+            cpu = sum(r["cpu_s"] for r in mine) / len(mine)
+            axes = ",".join(str(r["axis"]) for r in sorted(mine, key=lambda r: r["axis"]))
+            return f"{text}, {cpu:.0f} s, axes {axes}"
+
+        head = "| method | " + " | ".join(f"{st}: PSNR / SSIM (Δ PSNR vs cubic), CPU s" for st in settings) + " |"
+        lines = [head, "|---|" + "---|" * len(settings)]
+        for m, name in THROUGH_PLANE_METHODS.items():
+            if any(r["method"] == m for r in rows):
+                lines.append(f"| {name} | " + " | ".join(cell(m, st) for st in settings) + " |")
+        steps = sorted({r["iconet"]["fit"]["steps"] for r in rows if r["method"] == "iconet" and "iconet" in r})
+        return "\n".join(lines + ["", f"{volume} (held out), 1-mm truth made thick along one axis (Gaussian slice "
+                                  "profile, FWHM = spacing), brought back to 1 mm; PSNR and SSIM (3-D) inside the head "
+                                  "mask; mean over the thick axes on which `--isotropic` was scored; CPU s = user + system of the method's processes, "
+                                  f"fit included; `--isotropic` fitted for {', '.join(map(str, steps))} steps (bf16). "
+                                  "Protocol and every cell: docs/through_plane.md. Rebuild: `python "
+                                  "benchmarks/through_plane.py --table-only && python benchmarks/tables.py`."])
+
+    return build
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "through_plane": through_plane(),
     "quality_x2": quality("kspace_x2"),
     "quality_x4": quality("kspace_x4"),
     "quality_bicubic_x2": quality("bicubic_x2"),
