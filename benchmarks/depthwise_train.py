@@ -79,6 +79,39 @@ def _time_fit(dense: bool, steps: int, volume: Path) -> float:
         rscfl.SpatialAttention.dense_training = old
 
 
+def _time_recipe_step(recipe: Path, dense: bool, steps: int) -> float:
+    """CPU s per training step (forward, L1 on every SR output, backward, AdamW) of a recipe's
+    ICONet on one batch of its shape (``data.batch_size`` LR patches of ``patch_size / scale``),
+    bf16 autocast, channels-last; random values (the cost does not depend on them)."""
+    import yaml
+
+    from iconet.models import build_model
+    from iconet.models import rscfl
+
+    cfg = yaml.safe_load(recipe.read_text())
+    model = build_model(cfg["model"]).to(memory_format=torch.channels_last)
+    scale, side = cfg["model"]["scale"], cfg["data"]["patch_size"]
+    x = torch.rand(cfg["data"]["batch_size"], 1, side // scale, side // scale).contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    old = rscfl.SpatialAttention.dense_training
+    rscfl.SpatialAttention.dense_training = dense
+    try:
+        times = []
+        for i in range(steps + 1):
+            c = time.process_time()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(x)
+            loss = sum(o.float().abs().mean() for o in out["sr"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i:
+                times.append(time.process_time() - c)
+        return statistics.median(times)
+    finally:
+        rscfl.SpatialAttention.dense_training = old
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--widths", type=int, nargs="+", default=[32, 40, 48, 56, 64])
@@ -86,13 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fit-steps", type=int, default=20, help="through-plane fit steps per form (0: skip)")
     ap.add_argument("--volume", type=Path, default=Path("data/pycortex_S1_T1.nii.gz"))
+    ap.add_argument("--recipes", type=Path, nargs="*", default=[Path("configs/zoo_t1_x2.yaml"), Path("configs/zoo_t1_x4.yaml")],
+                    help="in-plane recipes whose whole training step is timed with each form")
+    ap.add_argument("--recipe-steps", type=int, default=3)
+    ap.add_argument("--skip-blocks", action="store_true", help="only the fit and recipe steps (keep the block rows of the JSON)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     opts = ap.parse_args(argv)
     torch.set_num_threads(opts.threads)
     from iconet.runtime import machine_name
 
     rows: list[dict[str, Any]] = []
-    for shape_name, shape in (("fit 12x32x64", (12, 32, 64)), ("recipe 16x64x64", (16, 64, 64))):
+    if opts.skip_blocks and opts.results.exists():
+        rows = json.loads(opts.results.read_text())["blocks"]
+    for shape_name, shape in () if opts.skip_blocks else (("fit 12x32x64", (12, 32, 64)), ("recipe 16x64x64", (16, 64, 64))):
         for precision in ("bf16", "fp32"):
             for width in opts.widths:
                 dw = dn = 0.0
@@ -103,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                              "depthwise_ms": round(dw * 1e3, 2), "dense_ms": round(dn * 1e3, 2),
                              "speedup": round(dw / dn, 2)})
                 print(rows[-1], flush=True)
+    recipes = []
+    for recipe in opts.recipes:
+        for _ in range(2):
+            recipes.append({"recipe": str(recipe),
+                            "depthwise_cpu_s_per_step": round(_time_recipe_step(recipe, False, opts.recipe_steps), 3),
+                            "dense_cpu_s_per_step": round(_time_recipe_step(recipe, True, opts.recipe_steps), 3)})
+            print(recipes[-1], flush=True)
     fit = []
     if opts.fit_steps and opts.volume.exists():
         for _ in range(2):
@@ -110,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         "dense_cpu_s_per_step": round(_time_fit(True, opts.fit_steps, opts.volume), 3)})
             print(fit[-1], flush=True)
     out = {"machine": machine_name("cpu"), "threads": opts.threads, "torch": torch.__version__,
-           "repeats": opts.repeats, "blocks": rows, "through_plane_fit": fit}
+           "repeats": opts.repeats, "blocks": rows, "through_plane_fit": fit, "recipe_steps": recipes}
     opts.results.parent.mkdir(parents=True, exist_ok=True)
     opts.results.write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Depth-wise spatial attention in CPU training: depth-wise vs dense block-diagonal convs", "",
@@ -124,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "Through-plane fit (S1 crop, 4 mm, x4, bf16, width 32), CPU s per training step:", "",
                   "| run | depth-wise | dense |", "|---|---:|---:|"]
         lines += [f"| {i + 1} | {f['depthwise_cpu_s_per_step']} | {f['dense_cpu_s_per_step']} |" for i, f in enumerate(fit)]
+    if recipes:
+        lines += ["", "Whole training step of the shipped recipes' ICONet (bf16, one batch of the recipe's shape; "
+                  "median of the steps after the first), CPU s:", "", "| recipe | depth-wise | dense | speed-up |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {r['recipe']} | {r['depthwise_cpu_s_per_step']} | {r['dense_cpu_s_per_step']} | "
+                  f"{r['depthwise_cpu_s_per_step'] / r['dense_cpu_s_per_step']:.2f}× |" for r in recipes]
     opts.results.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {opts.results} and {opts.results.with_suffix('.md')}")
     return 0
