@@ -247,7 +247,8 @@ def through_plane(volume: str = "colin27_T1", settings: tuple[str, ...] = ("2mm"
         steps = sorted({r["iconet"]["fit"]["steps"] for r in rows if r["method"] == "iconet" and "iconet" in r})
         return "\n".join(lines + ["", f"{volume} (held out), 1-mm truth made thick along one axis (Gaussian slice "
                                   "profile, FWHM = spacing), brought back to 1 mm; PSNR and SSIM (3-D) inside the head "
-                                  "mask; mean over the thick axes on which `--isotropic` was scored; CPU s = user + system of the method's processes, "
+                                  "mask; mean over the axes listed in the cell (they differ between rows: compare rows by the Δ in brackets, "
+                                  "paired with cubic axis by axis); CPU s = user + system of the method's processes, "
                                   f"fit included; `--isotropic` fitted for {', '.join(map(str, steps))} steps (bf16). "
                                   "Protocol and every cell: docs/through_plane.md. Rebuild: `python "
                                   "benchmarks/through_plane.py --table-only && python benchmarks/tables.py`."])
