@@ -74,6 +74,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -549,6 +550,30 @@ def _rows_of(rows: list[dict[str, Any]], volume: str, method: str, setting: str)
     """The result rows of one table cell (every thick axis scored)."""
     return [r for r in rows if r["volume"] == volume and r["method"] == method and r["setting"] == setting]
 
+
+def _method_rows(rows: list[dict[str, Any]], volume: str, methods: list[str], settings: list[str],
+                 cell: Callable[[list[dict[str, Any]]], str]) -> list[str]:
+    """One Markdown row per method: ``cell`` of the rows of each setting, "—" where there are none."""
+    return [f"| {m} | " + " | ".join(cell(sel) if (sel := _rows_of(rows, volume, m, s)) else "—" for s in settings)
+            + " |" for m in methods]
+
+
+def _score_cell(sel: list[dict[str, Any]]) -> str:
+    axes = ",".join(str(r["axis"]) for r in sel)
+    return f"{_fmt([r['psnr'] for r in sel], 2)} / {_fmt([r['ssim'] for r in sel], 4)} (axes {axes})"
+
+
+def _cost_cell(sel: list[dict[str, Any]]) -> str:
+    txt = (f"{_fmt([r['cpu_s'] for r in sel], 0)} / {_fmt([r['wall_s'] for r in sel], 0)} / "
+           f"{max(r['peak_rss_mib'] for r in sel):.0f}")
+    fits = [r["fit_cpu_s"] for r in sel if r.get("fit_cpu_s") is not None]
+    if fits:
+        txt += f"; fit {_fmt(fits, 0)}"
+    pats = [r["n_patches"] for r in sel if r.get("n_patches")]
+    if pats:
+        txt += f"; {', '.join(str(p) for p in pats)} patches"
+    return txt
+
 def table(results: dict[str, Any]) -> str:
     """Markdown tables from the rows: quality, gain over cubic (paired by axis), cost."""
     rows = results["rows"]
@@ -563,17 +588,7 @@ def table(results: dict[str, Any]) -> str:
                 "| method | " + " | ".join(f"{s} ({SETTINGS[s].spacing_mm:g} mm, FWHM {SETTINGS[s].fwhm_mm:g})"
                                            for s in settings) + " |",
                 "|---|" + "---|" * len(settings)]
-        for m in methods:
-            cells = []
-            for s in settings:
-                sel = _rows_of(rows, v, m, s)
-                if not sel:
-                    cells.append("—")
-                    continue
-                axes = ",".join(str(r["axis"]) for r in sel)
-                cells.append(f"{_fmt([r['psnr'] for r in sel], 2)} / {_fmt([r['ssim'] for r in sel], 4)} "
-                             f"(axes {axes})")
-            out.append(f"| {m} | " + " | ".join(cells) + " |")
+        out += _method_rows(rows, v, methods, settings, _score_cell)
         out += ["", "Gain over cubic, paired by axis: ΔPSNR (dB) / ΔSSIM", "",
                 "| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
         for m in methods:
@@ -593,23 +608,7 @@ def table(results: dict[str, Any]) -> str:
         out += ["", "Cost per volume: CPU s (user+sys of the method's processes) / wall s / peak RSS MiB; "
                 "fit CPU s where the method fits", "",
                 "| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
-        for m in methods:
-            cells = []
-            for s in settings:
-                sel = _rows_of(rows, v, m, s)
-                if not sel:
-                    cells.append("—")
-                    continue
-                txt = (f"{_fmt([r['cpu_s'] for r in sel], 0)} / {_fmt([r['wall_s'] for r in sel], 0)} / "
-                       f"{max(r['peak_rss_mib'] for r in sel):.0f}")
-                fits = [r["fit_cpu_s"] for r in sel if r.get("fit_cpu_s") is not None]
-                if fits:
-                    txt += f"; fit {_fmt(fits, 0)}"
-                pats = [r["n_patches"] for r in sel if r.get("n_patches")]
-                if pats:
-                    txt += f"; {', '.join(str(p) for p in pats)} patches"
-                cells.append(txt)
-            out.append(f"| {m} | " + " | ".join(cells) + " |")
+        out += _method_rows(rows, v, methods, settings, _cost_cell)
         out.append("")
     out += bars(rows)
     notes = [n for run in results.get("runs", []) for n in run.get("notes", [])]
