@@ -342,3 +342,44 @@ def test_forced_axis_accepts_a_nearly_isotropic_volume(hr):
     out = make_isotropic(vol, axis=0, fit_steps=2, fit_config=SMALL, progress=False, precision="fp32")
     assert np.allclose(out.spacing, 1.0) and out.meta["iconet_isotropic"]["axis_forced"]
 
+
+
+def test_replan_keeps_an_on_time_plan_and_shrinks_a_late_one():
+    from iconet.engine.isotropic_fit import replan_steps
+
+    assert replan_steps(100, 400, elapsed=25.0, minutes=2.0) == 400  # 0.25 s/step: ends at 100 s of 120
+    # slowed to 1 s/step on average: 100 s spent, 20 s left -> 20 more steps at that speed
+    assert replan_steps(100, 400, elapsed=100.0, minutes=2.0) == 120
+    assert replan_steps(100, 400, elapsed=130.0, minutes=2.0) == 101  # past the budget: stop next step
+    assert replan_steps(100, 110, elapsed=1.0, minutes=2.0) == 110  # never grows
+
+
+def test_a_fit_that_slows_down_still_ends_near_its_budget(slab, monkeypatch):
+    """On a clock where the calibration steps take 0.01 s and every later step 1 s (another job
+    started), a 30-second budget planned as 3,000 steps shrinks, and the fit ends within one
+    re-plan window of the budget instead of after ~3,000 s."""
+    from types import SimpleNamespace
+
+    import iconet.engine.isotropic_fit as fit_mod
+
+    job = prepare(slab, device="cpu", precision="fp32", fit_config=SMALL)
+    real_loss = fit_mod.loss_of
+    calls = {"n": 0}
+
+    def counted(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return real_loss(*args, **kw)
+
+    def clock() -> float:  # seconds spent by the steps started so far
+        n, k = calls["n"], fit_mod.CALIBRATION_STEPS
+        return 0.01 * min(n, k) + 1.0 * max(n - k, 0)
+
+    planned = []
+    real_plan = fit_mod.plan_steps
+    monkeypatch.setattr(fit_mod, "plan_steps", lambda *a: planned.append(real_plan(*a)) or planned[-1])
+    monkeypatch.setattr(fit_mod, "loss_of", counted)
+    monkeypatch.setattr(fit_mod, "time", SimpleNamespace(perf_counter=clock))
+    fit = fit_through_plane(job.pairs, cfg=SMALL, minutes=0.5, seed=0, progress=False)
+    assert planned == [3000]
+    assert 30.0 <= fit.seconds <= 30.0 * (1 + fit_mod.REPLAN_SLACK) + fit_mod.REPLAN_EVERY * 1.0, fit.seconds
+    assert fit.steps == calls["n"] < 60

@@ -10,7 +10,9 @@ returned), autocast (:func:`iconet.runtime.autocast`) and channels-last.
 Budget and reproducibility: the fit runs :data:`CALIBRATION_STEPS` steps, measures their speed,
 and then fixes the total number of steps that fit ``minutes`` (rounded down to a multiple of
 :data:`STEP_QUANTUM`, at least :data:`MIN_STEPS`); the learning-rate schedule is a function of
-that total only. ``steps=`` fixes the total instead, and then the same seed on the same device
+that total only. The budget is a deadline: if the steps slow down later (another job starts on
+the machine), the total shrinks so that the fit still ends within the budget
+(:func:`replan_steps`); it never grows. ``steps=`` fixes the total instead, and then the same seed on the same device
 (same thread count) gives the same weights bit for bit; with a time budget it does whenever the
 planned total comes out the same (``FitResult.steps`` says what it was, so it can be repeated).
 """
@@ -37,6 +39,10 @@ from iconet.runtime import autocast
 CALIBRATION_STEPS = 10
 STEP_QUANTUM = 10
 MIN_STEPS = 20
+#: with a time budget, the plan is checked every this many steps (:func:`replan_steps`)
+REPLAN_EVERY = 20
+#: how far past the budget the projected end may go before the plan shrinks
+REPLAN_SLACK = 0.05
 
 
 @dataclass
@@ -133,6 +139,19 @@ def loss_of(model: SRModel, batch: dict[str, list[torch.Tensor]], loss_cfg: Loss
     return total
 
 
+def replan_steps(step: int, total: int, elapsed: float, minutes: float) -> int:
+    """The planned ``total`` after ``step`` steps in ``elapsed`` seconds: unchanged while the
+    fit is on time; when steps have slowed (a machine that got busier) so that the rest would
+    end more than :data:`REPLAN_SLACK` past the budget, the most steps that end within it at
+    the average speed so far (never fewer than ``step + 1``, never more than ``total``).
+    The schedule follows the new total (:func:`_lr_factor` is a function of it)."""
+    per_step = elapsed / max(step, 1)
+    if elapsed + (total - step) * per_step <= minutes * 60.0 * (1.0 + REPLAN_SLACK):
+        return total
+    left = max(minutes * 60.0 - elapsed, 0.0)
+    return max(step + 1, min(total, step + int(left / per_step)))
+
+
 def plan_steps(seconds_per_step: float, minutes: float) -> int:
     """Total steps that fit ``minutes`` at ``seconds_per_step`` (multiple of STEP_QUANTUM, >= MIN_STEPS)."""
     n = int(minutes * 60.0 / max(seconds_per_step, 1e-6))
@@ -179,12 +198,16 @@ def fit_through_plane(
     bar = progress_bar(total, desc=desc, unit="step", disable=None if progress is None else not progress,
                        dynamic_ncols=True)
     step = 0
+    budgeted = total is None
     try:
         while total is None or step < total:
             if total is None and step == CALIBRATION_STEPS:
                 total = plan_steps((time.perf_counter() - t0) / step, minutes)
                 bar.total = total
                 bar.refresh()
+            elif budgeted and step > CALIBRATION_STEPS and step % REPLAN_EVERY == 0:
+                total = replan_steps(step, total, time.perf_counter() - t0, minutes)
+                bar.total = total
             lr = cfg.lr * _lr_factor(step, total, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -226,4 +249,4 @@ def _lr_factor(step: int, total: int | None, cfg: FitConfig) -> float:
     return cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * u))
 
 
-__all__ = ["FitConfig", "FitResult", "fit_through_plane", "model_section", "plan_steps"]
+__all__ = ["FitConfig", "FitResult", "fit_through_plane", "model_section", "plan_steps", "replan_steps"]
