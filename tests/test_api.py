@@ -166,10 +166,11 @@ def test_super_resolve_by_folder_reuses_the_loaded_model_until_its_weights_chang
     shutil.copytree(hub._zoo_folder("iconet-t1-x2"), folder)
     x = read_volume(sample_path()).data[:, :, 0].astype(np.float32)[:48, :48]
     first = iconet.super_resolve(x, folder, device="cpu")
-    net = next(m for k, (m, _) in inf._LOADED.items() if k[0] == str(folder.resolve()))
+    loads = inf._load_folder.cache_info().misses
+    net = inf._load(folder, None, "cpu")[0]
     again = iconet.super_resolve(x, folder, device="cpu")
     assert np.array_equal(first, again)
-    assert next(m for k, (m, _) in inf._LOADED.items() if k[0] == str(folder.resolve())) is net
+    assert inf._load(folder, None, "cpu")[0] is net and inf._load_folder.cache_info().misses == loads
 
     weights = folder / hub.WEIGHTS_FILE
     from safetensors import safe_open

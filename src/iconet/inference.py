@@ -48,8 +48,8 @@ docs/results.md).
 
 from __future__ import annotations
 
+import functools
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -381,40 +381,35 @@ def super_resolve_volume(
 # --------------------------------------------------------------------------- notebook API
 
 
-#: models :func:`super_resolve` loaded by name or folder, most recent last: (folder, weights'
-#: size and mtime, device) → (model, info). A loop over slices reuses the model and with it the
-#: memory estimate cached on it (:func:`iconet.memory.estimate_memory`, about half of a small
-#: slice's time); a rewritten weights file is a new key.
-_LOADED: OrderedDict[tuple[str, int, int, str], tuple[SRModel, Any]] = OrderedDict()
-_LOADED_MAX = 2
-
-
 def _load(model: str | os.PathLike[str] | None, scale: int | None, device: str) -> tuple[SRModel, Any]:
-    """``(model, ModelInfo)`` for a shipped name, an exported folder, or ``None`` (shipped ICONet);
-    the last :data:`_LOADED_MAX` loaded are kept (the model is in ``eval()`` and never changed)."""
-    from iconet.hub import WEIGHTS_FILE, load_model, read_info, shipped_model
+    """``(model, ModelInfo)`` for a shipped name, an exported folder, or ``None`` (shipped ICONet).
+
+    The last two models loaded are kept (:func:`_load_folder`), keyed by folder, weights size and
+    mtime, and device: a loop over slices reuses the model and the memory estimate cached on it
+    (:func:`iconet.memory.estimate_memory`, about half of a small slice's time), and a
+    rewritten weights file is a new key. The model is in ``eval()`` and never changed."""
+    from iconet.hub import WEIGHTS_FILE, read_info, shipped_model
     from iconet.runtime import resolve_device
 
     if model is None:
         model = shipped_model(scale or 2, hint="Pass model= an exported model folder (iconet export) "
                                               "or a model instance; any exported model works")
-    dev = resolve_device(device)
     folder = read_info(model).path.resolve()
     try:
         st = (folder / WEIGHTS_FILE).stat()
-        key: tuple[str, int, int, str] | None = (str(folder), st.st_size, st.st_mtime_ns, str(dev))
-    except OSError:
-        key = None  # load_model names the missing file
-    if key is not None and key in _LOADED:
-        _LOADED.move_to_end(key)
-        return _LOADED[key]
-    net, info = load_model(model, device=dev)
-    loaded = (net.to(memory_format=torch.channels_last), info)
-    if key is not None:
-        _LOADED[key] = loaded
-        while len(_LOADED) > _LOADED_MAX:
-            _LOADED.popitem(last=False)
-    return loaded
+    except OSError:  # load_model names the missing file
+        return _load_folder.__wrapped__(str(folder), 0, 0, str(resolve_device(device)))
+    return _load_folder(str(folder), st.st_size, st.st_mtime_ns, str(resolve_device(device)))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_folder(folder: str, size: int, mtime_ns: int, device: str) -> tuple[SRModel, Any]:
+    """:func:`iconet.hub.load_model` of ``folder`` onto ``device``, channels-last; ``size`` and
+    ``mtime_ns`` (the weights file's) only key the cache."""
+    from iconet.hub import load_model
+
+    net, info = load_model(folder, device=device)
+    return net.to(memory_format=torch.channels_last), info
 
 
 def _as_volume(
