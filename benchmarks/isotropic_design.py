@@ -234,7 +234,8 @@ def report(results: list[dict[str, Any]]) -> str:
     for r in (r for r in results if "scores" in r):
         s = r["scores"]
         f = lambda k: f"{s[k]['psnr']:.2f} / {s[k]['ssim']:.4f}"  # noqa: E731
-        lines.append(f"| {r['variant']} | {r['spacing']:g} / {r['fwhm']:g} | x{r['scale']}, {r['input_spacing_mm']:g} | "
+        name = r["variant"] if r.get("seed", 0) == 0 else f"{r['variant']} (seed {r['seed']})"
+        lines.append(f"| {name} | {r['spacing']:g} / {r['fwhm']:g} | x{r['scale']}, {r['input_spacing_mm']:g} | "
                      f"{r['ratio_mode']} | {r['precision']} | {r['fit_steps']} | {r['fit_cpu_s']:.0f} | {r['apply_cpu_s']:.0f} | "
                      f"{f('cubic')} | {f('plane_A')} | {f('plane_B')} | {f('fused')} | "
                      f"{s['fused']['psnr'] - s['cubic']['psnr']:+.2f} |")
@@ -246,8 +247,9 @@ def report(results: list[dict[str, Any]]) -> str:
             lines.append(f"| `{r['command']}` | {r['threads']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
                          f"{r['fit_steps']} ({r['fit_wall_s']}) | {r['peak_rss_mib']:.0f} |")
     hw = results[0].get("machine", "") if results else ""
-    lines += ["", f"Hardware: {hw}. Seed {results[0]['seed'] if results else ''}; one seed per row "
-              "(spread: see the seed rows where present)."]
+    lines += ["", f"Hardware: {hw}. Seed 0 unless the variant names another; one seed per row (the seed rows "
+              "are the spread). The CPU seconds of rows measured after the dense form of the depth-wise convs "
+              "(benchmarks/depthwise_train.py) are lower per step: compare CPU seconds within a seed's rows."]
     return "\n".join(lines) + "\n"
 
 
