@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from iconet.data.dtypes import restore_dtype
 from iconet.data.geometry import upscaled_affine
 from iconet.data.normalize import NormalizeConfig, denormalize, normalize
 from iconet.data.volume import Volume
@@ -283,15 +284,6 @@ def resolve_tile(model: SRModel, h: int, w: int, batch: int, opts: InferenceOpti
 def _batches(slices: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
     for start in range(0, slices.shape[0], batch):
         yield start, slices[start : start + batch]
-
-
-def restore_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Cast to ``dtype``: integers are rounded and clipped to the type's range (never wrapped)."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
-    return array.astype(dtype)
 
 
 @torch.inference_mode()

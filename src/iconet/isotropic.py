@@ -42,6 +42,7 @@ import torch
 import yaml
 
 from iconet.data.errors import DataError
+from iconet.data.dtypes import restore_dtype
 from iconet.data.normalize import NormalizeConfig, denormalize, normalize
 from iconet.data.plane_pairs import InPlanePairs, PairGeometry
 from iconet.data.slice_profile import SliceProfile, slice_profile
@@ -164,15 +165,6 @@ def _normalize(volume: Volume) -> tuple[np.ndarray, Any]:
     return normalize(data, NormalizeConfig(method="range", low=lo, high=hi, clip=False))
 
 
-def _restore_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Cast to the input's ``dtype``: integers rounded and clipped to the type's range."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
-    return np.asarray(array).astype(dtype)
-
-
 # --------------------------------------------------------------------------- applying a model
 
 
@@ -251,7 +243,7 @@ def _finish(vol: Volume, iso: np.ndarray, p: Plan, norm: Any, info: dict[str, An
     for a in range(3):
         if a != ax and not grids[a].identity:
             data = sample_axis(data, a, grids[a].first, grids[a].step, grids[a].n)
-    data = _restore_dtype(denormalize(data, norm), vol.data.dtype)
+    data = restore_dtype(denormalize(data, norm), vol.data.dtype)
     return vol.with_data(data, affine, derived_from=str(vol.source) if vol.source else None, iconet_isotropic=info)
 
 

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,10 +149,9 @@ def run(args: argparse.Namespace) -> int:
             train_variants(args, [plan_variant(n, cfgs[n]) for n in names])  # every folder checked first
         except TrainingInterrupted as stop:  # Ctrl-C / SIGTERM: the variant's step finished, last.pt saved
             if int(os.environ.get("RANK", "0")) == 0:
-                again = command_line(args, "").split("  # ")[0]
-                print(f"iconet: stopped by {signal.Signals(stop.signum).name} after step {stop.step} of "
-                      f"{stop.steps}; saved {stop.checkpoint}; continue with: {again} (resumes that variant)",
-                      file=sys.stderr)
+                again = command_line(args, "").split("  # ")[0]  # the train command in stop's text resumes one run only
+                print(f"iconet: {str(stop).rsplit('; continue with: ', 1)[0]}; continue with: {again} "
+                      "(resumes that variant)", file=sys.stderr)
             return stop.exit_code
 
     if int(os.environ.get("RANK", "0")) != 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_native", "float_dtype_for"]
+__all__ = ["as_native", "float_dtype_for", "restore_dtype"]
 
 
 def as_native(a: np.ndarray) -> np.ndarray:
@@ -23,3 +23,12 @@ def float_dtype_for(source: np.dtype) -> np.dtype:
     if source.kind == "f":
         return np.dtype(np.float64) if source.itemsize >= 8 else np.dtype(np.float32)
     return np.dtype(np.float32) if source.itemsize <= 2 else np.dtype(np.float64)
+
+
+def restore_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast to ``dtype``: integers are rounded and clipped to the type's range (never wrapped)."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
+    return np.asarray(array).astype(dtype)

@@ -21,7 +21,7 @@ from iconet.data.errors import DataError
 from iconet.data.validate import extension
 from iconet.data.volume import Volume
 
-__all__ = ["DEFAULT_DESCRIPTION", "DataNote", "GeometryNotStored", "atomic_output", "geometry_note",
+__all__ = ["DEFAULT_DESCRIPTION", "DataNote", "GeometryDefaulted", "GeometryNotStored", "atomic_output", "geometry_note",
            "replacing_folder"]
 
 #: The description a writer puts into the header when the caller gives none.
