@@ -65,6 +65,9 @@ PEER_MODELS: dict[str, dict[str, Any]] = {
     "iconet_small": {"name": "iconet"},  # the package's default ICONet config (width 40, 2 groups; ReLU since the H200 rows, which are GELU)
     # the package-default size with the shipped recipe's Fourier branch and clamp: an ICONet at EDSR-baseline's speed (issue 6)
     "iconet_fast": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
+    # iconet_fast distilled from the shipped model of its scale (issue 21): that model's outputs as
+    # extra targets of every step (distill.teacher, PEER_TRAINING below), same data, steps and seed
+    "iconet_fast_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
     "edsr": {"name": "edsr"},
     # all pairs are still searched; bigger query chunks only mean fewer, larger GPU kernels
     "t2net": {"name": "t2net", "attn_chunk": 2**26},
@@ -74,10 +77,17 @@ PEER_MODELS: dict[str, dict[str, Any]] = {
 #: LR size), so the fast 4x model is narrower and shallower: width 32, groups [3, 1], 1 block each.
 PEER_SCALE_OVERRIDES: dict[tuple[str, int], dict[str, Any]] = {
     ("iconet_fast", 4): {"width": 32, "groups_per_stage": [3, 1], "blocks_per_group": 1},
+    ("iconet_fast_kd", 4): {"width": 32, "groups_per_stage": [3, 1], "blocks_per_group": 1},
+}
+#: recipe overrides of a run beyond its model section ({scale} is the run's scale)
+PEER_TRAINING: dict[str, list[str]] = {
+    "iconet_fast_kd": ["distill.teacher=iconet-t1-x{scale}"],
 }
 GROUPS: dict[str, dict[str, Any]] = {
-    "kspace_x2": {"scale": 2, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_small", "edsr", "t2net"]},
-    "kspace_x4": {"scale": 4, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_small", "edsr", "t2net"]},
+    "kspace_x2": {"scale": 2, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_fast_kd", "iconet_small", "edsr",
+                                                           "t2net"]},
+    "kspace_x4": {"scale": 4, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_fast_kd", "iconet_small", "edsr",
+                                                           "t2net"]},
     "bicubic_x2": {"scale": 2, "kind": "bicubic", "models": ["iconet", "edsr"]},
     "bicubic_x4": {"scale": 4, "kind": "bicubic", "models": ["iconet", "edsr"]},
     "ablation_x4": {"scale": 4, "kind": "kspace", "models": []},  # filled from ABLATION_SPEC
@@ -106,7 +116,8 @@ def run_specs(groups: list[str], root: Path) -> list[dict[str, Any]]:
             peer = PEER_MODELS.get(m)
             if peer is not None:
                 peer = {**peer, **PEER_SCALE_OVERRIDES.get((m, scale), {})}
-            specs.append({"group": g, "model": m, "scale": scale, "overrides": base, "peer": peer})
+            training = [o.format(scale=scale) for o in PEER_TRAINING.get(m, [])]
+            specs.append({"group": g, "model": m, "scale": scale, "overrides": base + training, "peer": peer})
     for s in specs:
         s["out"] = str(root / s["group"] / s["model"])
     return specs
@@ -328,7 +339,7 @@ def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
     rows = list(csv.DictReader(open(per_volume)))
     names = {r["model"] for r in rows}
     out = []
-    for mine in ("iconet", "iconet_fast", "iconet_small"):
+    for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_small"):
         for peer in ("edsr", "t2net"):
             a, b = f"{group}_{mine}", f"{group}_{peer}"
             if a in names and b in names:

@@ -116,3 +116,54 @@ def multistage_loss(
             total = total + cfg.rec_weight * rec_w[k] * d
             terms[f"rec_{k + 1}"] = d.detach()
     return total, terms
+
+
+
+def distillation_loss(
+    outputs: dict[str, list[torch.Tensor]],
+    teacher: dict[str, list[torch.Tensor]],
+    targets: dict[str, list[torch.Tensor]],
+    weight: float,
+    cfg: LossConfig,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The distillation term: the teacher's outputs as extra targets of the student's.
+
+    ``weight · (sum_k w_k · d(sr_k, T_sr_k) + lambda · sum_k v_k · d(rec_k, T_rec_k))``: the
+    stage weights ``w_k``, ``v_k``, ``lambda`` and the distance ``d`` of :func:`multistage_loss`,
+    with the teacher's output of the same size in place of ``HR_k`` / ``CLEAN_{k-1}``. ``targets``
+    (the data targets of :func:`multistage_loss`) only say which stage each size is. A student
+    output without a teacher output of its size is skipped, so a one-output teacher (EDSR)
+    supervises the last SR stage only and a teacher without a reconstruction branch no ``rec``
+    term. The teacher's outputs are constants (detached); the student's last SR output must have
+    a partner (teacher and student share the scale).
+
+    Returns:
+        ``(total, terms)``; ``terms`` maps ``"kd_sr_k"`` / ``"kd_rec_k"`` (k = 1..S, as in
+        :func:`multistage_loss`) to unweighted distances (detached), ready for logging.
+    """
+    srs, recs = outputs.get("sr", []), outputs.get("rec", [])
+    by_size = {kind: {tuple(t.shape[-2:]): t.detach() for t in teacher.get(kind, [])} for kind in ("sr", "rec")}
+    if not srs or tuple(srs[-1].shape[-2:]) not in by_size["sr"]:
+        raise ValueError(f"the teacher's SR outputs of sizes {sorted(by_size['sr'])} include none of the "
+                         f"student's final size {tuple(srs[-1].shape[-2:]) if srs else None}: "
+                         "teacher and student must share the scale")
+    hr_sizes = [tuple(t.shape[-2:]) for t in targets["hr"]]
+    clean_sizes = [tuple(t.shape[-2:]) for t in targets.get("clean", [])]
+    sr_w = _weights(cfg.sr_weights, len(hr_sizes))
+    rec_w = _weights(cfg.rec_weights, len(hr_sizes))
+    total = srs[-1].new_zeros(())
+    terms: dict[str, torch.Tensor] = {}
+    for pred in srs:
+        size = tuple(pred.shape[-2:])
+        if size in by_size["sr"] and size in hr_sizes:
+            k = hr_sizes.index(size)
+            d = _distance(pred, by_size["sr"][size].to(pred.dtype), cfg)
+            total = total + sr_w[k] * d
+            terms[f"kd_sr_{k + 1}"] = d.detach()
+    if cfg.rec_weight > 0:
+        paired = [r for r in recs if tuple(r.shape[-2:]) in by_size["rec"]]
+        for pred, k in zip(paired, rec_stage_indices([tuple(r.shape[-2:]) for r in paired], clean_sizes)):
+            d = _distance(pred, by_size["rec"][tuple(pred.shape[-2:])].to(pred.dtype), cfg)
+            total = total + cfg.rec_weight * rec_w[k] * d
+            terms[f"kd_rec_{k + 1}"] = d.detach()
+    return weight * total, terms

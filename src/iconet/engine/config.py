@@ -7,7 +7,7 @@ Sections: ``model`` (a mapping with ``name``, validated and completed by
 exported model, see :class:`TrainConfig`), ``data`` (:class:`DataConfig`), ``degradation``
 (:class:`iconet.data.degrade.Degradation`), ``loss`` (:class:`iconet.losses.LossConfig`),
 ``optim`` (:class:`OptimConfig`), ``schedule`` (:class:`ScheduleConfig`), ``run``
-(:class:`RunConfig`). Unknown keys anywhere are a :class:`~iconet.config.ConfigError` naming
+(:class:`RunConfig`), ``distill`` (:class:`DistillConfig`, off unless a teacher is named). Unknown keys anywhere are a :class:`~iconet.config.ConfigError` naming
 the key and the closest valid one. Checks that need no file (patch size against the scale,
 model and degradation scales) run here, before anything is read.
 """
@@ -113,6 +113,29 @@ class DataConfig:
         overlap = sorted(set(self.train_subjects) & set(self.val_subjects))
         if overlap:
             raise ConfigError(f"data.train_subjects and data.val_subjects share {overlap}: a subject must not be in both")
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation: a trained model's outputs as extra targets of every step.
+
+    Attributes:
+        teacher: a shipped model name (``iconet-t1-x2``) or a folder written by ``iconet
+            export``; ``None`` (default) trains without a teacher. The teacher sees each step's
+            LR batch (no gradient, the run's precision) and must have the run's scale and
+            sampling grid.
+        weight: the weight of the teacher's terms against the data terms
+            (:func:`iconet.losses.distillation_loss`); the data loss is kept in full.
+    """
+
+    teacher: str | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
+            raise ConfigError(f"distill.teacher must be a shipped model name or a model folder, got {self.teacher!r}")
+        if not self.weight > 0:
+            raise ConfigError(f"distill.weight must be > 0, got {self.weight!r}")
 
 
 @dataclass
@@ -258,6 +281,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         from iconet.models import make_config
@@ -321,10 +345,22 @@ class TrainConfig:
         r = self.loss.rec_weights
         if r and len(r) != self.degradation.stages:
             raise ConfigError(f"loss.rec_weights has {len(r)} weights for {self.degradation.stages} stage(s)")
+        if self.distill.teacher is not None:
+            teacher = _init_model(self.distill.teacher, "distill.teacher")
+            if teacher.scale != scale or teacher.model.get("grid") != self.degradation.grid:
+                raise ConfigError(
+                    f"distill.teacher {self.distill.teacher} is a x{teacher.scale} model on the "
+                    f"{teacher.model.get('grid')!r} grid but this run trains x{scale} on the "
+                    f"{self.degradation.grid!r} grid; the teacher must match both"
+                )
+            if teacher.model.get("in_channels", 1) != self.model.get("in_channels", 1):
+                raise ConfigError(f"distill.teacher {self.distill.teacher} takes {teacher.model.get('in_channels', 1)} "
+                                  f"channel(s), the model {self.model.get('in_channels', 1)}")
 
 
-def _init_model(source: str) -> Any:
-    """The :class:`iconet.hub.ModelInfo` of ``model.init`` (config only, no weights read).
+def _init_model(source: str, key: str = "model.init") -> Any:
+    """The :class:`iconet.hub.ModelInfo` of ``model.init`` (or of the model named by the recipe
+    key ``key``, e.g. ``distill.teacher``): config only, no weights read.
 
     Raises:
         ConfigError: one line: no such folder, or no shipped model of that name (the shipped
@@ -337,19 +373,19 @@ def _init_model(source: str) -> Any:
     path = Path(source)
     if not path.exists():
         if os.sep in source or "/" in source or source.startswith("."):
-            raise ConfigError(f"model.init: {source}: model folder not found (a folder written by iconet export)")
+            raise ConfigError(f"{key}: {source}: model folder not found (a folder written by iconet export)")
         names = hub.available_models()
         if source not in names:
             listed = ", ".join(names) if names else "none yet"
             raise ConfigError(
-                f"model.init: {source!r} is neither a model folder nor a shipped model; shipped models: {listed} "
+                f"{key}: {source!r} is neither a model folder nor a shipped model; shipped models: {listed} "
                 "(or give a folder written by iconet export)"
             )
     try:
         return hub.read_info(source)
     except (OSError, ValueError) as err:  # ConfigError is a ValueError
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"model.init {source}: {msg}") from None
+        raise ConfigError(f"{key} {source}: {msg}") from None
 
 
 def _model_from_init(spec: dict[str, Any], info: Any, source: str) -> dict[str, Any]:

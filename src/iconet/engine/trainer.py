@@ -14,7 +14,8 @@ train`` is a thin layer over it. What it does, in order:
    before the EMA and the validation copy are made (a resumed run takes its checkpoint's);
 3. trains with AdamW/Adam, warm-up + schedule, gradient clipping, autocast (bf16 on CPUs with
    native bf16 and on recent GPUs, fp16 + ``GradScaler`` on older GPUs), the multi-stage loss
-   with every term logged separately, and an EMA of the weights;
+   with every term logged separately (plus a frozen teacher's outputs as extra targets when
+   ``distill.teacher`` names one), and an EMA of the weights;
 4. with ``run.val_at_start``, validates once before the first step (the step-0 row); then
    every ``run.val_every`` steps scores the EMA model per volume (:mod:`iconet.evaluation.metrics`),
    appends a row to ``metrics.jsonl``, writes TensorBoard scalars and an image panel when
@@ -68,7 +69,7 @@ from iconet.engine.distributed import ShardSampler, barrier, cleanup, gather_obj
 from iconet.engine.ema import EMA
 from iconet.engine.interrupt import StopSignals, TrainingInterrupted, ignore_sigint, resume_command
 from iconet.engine.schedule import WarmupSchedule, build_scheduler
-from iconet.losses import multistage_loss, rec_stage_indices
+from iconet.losses import distillation_loss, multistage_loss, rec_stage_indices
 from iconet.models import SRModel, build_model, saved_model_config
 from iconet.progress import progress_bar
 
@@ -134,6 +135,7 @@ class Trainer:
         if run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.eval_model = copy.deepcopy(self.model).eval()
+        self.teacher = self._load_teacher(cfg.distill.teacher) if cfg.distill.teacher is not None else None
         self.ema = EMA(self.model, run.ema_decay) if run.ema_decay > 0 else None
         net: nn.Module = self.model
         if self.dist.distributed:
@@ -287,6 +289,20 @@ class Trainer:
             raise ConfigError(f"model.init {source}: the weights do not load into model "
                               f"{self.cfg.model.get('name')!r}: {str(err).strip().splitlines()[0]}") from None
 
+    def _load_teacher(self, source: str) -> nn.Module:
+        """The frozen teacher of ``distill.teacher`` (read with :func:`iconet.hub.load_model`),
+        on the run's device and memory format, in eval mode. The global RNG is left as it was."""
+        from iconet.hub import load_model
+
+        try:
+            with torch.random.fork_rng(devices=[]):
+                teacher, _info = load_model(source, device=self.device)
+        except (OSError, ValueError) as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"distill.teacher {source}: {msg}") from None
+        teacher.requires_grad_(False).eval()
+        return teacher.to(memory_format=torch.channels_last) if self.cfg.run.channels_last else teacher
+
     def _load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if self.ema is not None:
@@ -407,8 +423,16 @@ class Trainer:
                    "clean": [self._to_device(t) for t in batch["clean_stages"]]}
         with autocast(self.device, self.precision):
             out = self.net(lr)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_out = self.teacher(lr)
         out = {k: [t.float() for t in v] for k, v in out.items()}
         loss, terms = multistage_loss(out, targets, self.cfg.loss)
+        if self.teacher is not None:
+            teacher_out = {k: [t.float() for t in v] for k, v in teacher_out.items()}
+            kd, kd_terms = distillation_loss(out, teacher_out, targets, self.cfg.distill.weight, self.cfg.loss)
+            loss = loss + kd
+            terms.update(kd_terms)
         self.optimizer.zero_grad(set_to_none=True)
         logs = {"loss": loss.detach(), **terms}
         if self.scaler is not None:
