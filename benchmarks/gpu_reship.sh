@@ -8,7 +8,11 @@
 #   OUT=gpu_out BUDGET=330 bash benchmarks/gpu_reship.sh
 # Needs data/ (iconet data fetch-samples --dest data && python scripts/make_s1_holdout.py).
 # Fits the 15-minute device allowance: start ~2 min, train BUDGET s (both seeds at once),
-# export + score ~3 min. RUNS and DEVICE may be overridden (a CPU dry run: DEVICE=cpu
+# export + score ~3 min. Issue 21's distillation lever on the same plan (the fast ICONet with and
+# without the shipped model as teacher, and EDSR-baseline):
+#   RUNS="kspace_x2/iconet_fast kspace_x2/iconet_fast_kd kspace_x2/edsr kspace_x4/iconet_fast \
+#         kspace_x4/iconet_fast_kd kspace_x4/edsr" OUT=gpu_kd BUDGET=330 bash benchmarks/gpu_reship.sh
+# RUNS and DEVICE may be overridden (a CPU dry run: DEVICE=cpu
 # BUDGET=60 RUNS=kspace_x2/edsr TRAIN_ARGS="--probe-steps 4" DRAWS=1).
 set -u
 OUT=${OUT:-gpu_out}
@@ -41,7 +45,8 @@ mkdir -p "$OUT"
 } 2>&1 | tee "$OUT/reship.log"
 # the ICONet weights first: a part past the transfer limit loses only the peers
 order=""
-for seed in 0 1; do for m in kspace_x2_iconet kspace_x4_iconet kspace_x2_edsr kspace_x4_edsr kspace_x2_t2net kspace_x4_t2net; do
+for seed in 0 1; do for r in $(printf '%s\n' $RUNS | grep "/iconet"; printf '%s\n' $RUNS | grep -v "/iconet"); do
+  m=${r/\//_}
   [ -d runs/reship_s$seed/exports/$m ] && order="$order runs/reship_s$seed/exports/$m"
 done; done
 [ -n "$order" ] && tar -cf /tmp/reship_exports.tar $order && split -b 15m -d /tmp/reship_exports.tar "$OUT/reship_exports.tar.part"

@@ -1,6 +1,7 @@
 """A training run folder written by hand in the engine's checkpoint format (random weights).
 
-Shared by the export and inference tests, so that neither needs a real training run.
+Shared by the export and inference tests, so that neither needs a real training run; and the
+tiny real training recipe (:func:`make_cfg`) of the fine-tuning and distillation tests.
 """
 
 from __future__ import annotations
@@ -71,3 +72,20 @@ def make_run(root: Path, arch: str = "iconet", *, ema: bool = True, names=("best
         ckpt.update(changes)
         torch.save(ckpt, run / "checkpoints" / f"{name}.pt")
     return run
+
+
+def data_args(data_root: Path) -> list[str]:
+    return [f"data.root={data_root}", "data.layout=plain", "data.train_subjects=[subA, subB]",
+            "data.val_subjects=[subC]", "data.axis=2", "data.patch_size=16", "data.batch_size=4",
+            "data.slices_per_volume=3", "degradation.mask_mode=random"]
+
+
+def make_cfg(data_root: Path, out: Path, *extra: str, model: list[str] | None = None):
+    overrides = [
+        *(TINY_ICONET if model is None else model), *data_args(data_root),
+        "run.steps=4", f"run.out_dir={out}", "run.precision=fp32", "run.log_every=1", "run.val_every=2",
+        "run.ckpt_every=2", "run.ema_decay=0.9", "run.progress=false", "run.threads=1",
+        "optim.grad_clip=1.0", "schedule.warmup_steps=1",
+        *extra,
+    ]
+    return load_train_config(None, overrides)

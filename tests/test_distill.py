@@ -10,7 +10,7 @@ terms; a teacher of another scale, grid or unknown name is a one-line ConfigErro
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import pytest
 import torch
@@ -19,15 +19,11 @@ from safetensors.torch import load_file
 
 from iconet.config import ConfigError
 from iconet.data.datasets import collate
-from iconet.engine.config import load_train_config
 from iconet.engine.trainer import Trainer, train
-from iconet.export import export_run
 from iconet.hub import load_model
 from iconet.losses import LossConfig, distillation_loss, multistage_loss
 
-from _run_fixtures import TINY_ICONET
-
-from test_finetune import exported, make_cfg  # noqa: F401  (the fixture)
+from _run_fixtures import make_cfg
 
 
 def _x4_outputs(seed: int, rec: bool = True) -> dict[str, list[torch.Tensor]]:
@@ -98,8 +94,6 @@ def test_student_started_from_its_teacher_has_nothing_to_distil_at_first(data_ro
                    "run.steps=1", "run.val_every=0", "run.ckpt_every=0")
     train(cfg)
     rows = (tmp_path / "run" / "train.jsonl").read_text().splitlines()
-    import json
-
     first = json.loads(rows[0])
     assert first["train/kd_sr_1"] < 1e-6 and first["train/kd_rec_1"] < 1e-6
     assert first["train/sr_1"] > 1e-3

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,38 +25,13 @@ from iconet.config import ConfigError
 from iconet.data.normalize import denormalize
 from iconet.engine.checkpoint import load_checkpoint
 from iconet.engine.config import load_train_config
-from iconet.engine.trainer import Trainer, train
+from iconet.engine.trainer import Trainer
 
-from _run_fixtures import TINY_ICONET
+from _run_fixtures import make_cfg
 from iconet.evaluation.metrics import MetricProtocol, aggregate, evaluate_volume
 from iconet.export import export_run
 from iconet.hub import load_model
 
-
-
-def data_args(data_root: Path) -> list[str]:
-    return [f"data.root={data_root}", "data.layout=plain", "data.train_subjects=[subA, subB]",
-            "data.val_subjects=[subC]", "data.axis=2", "data.patch_size=16", "data.batch_size=4",
-            "data.slices_per_volume=3", "degradation.mask_mode=random"]
-
-
-def make_cfg(data_root: Path, out: Path, *extra: str, model: list[str] | None = None):
-    overrides = [
-        *(TINY_ICONET if model is None else model), *data_args(data_root),
-        "run.steps=4", f"run.out_dir={out}", "run.precision=fp32", "run.log_every=1", "run.val_every=2",
-        "run.ckpt_every=2", "run.ema_decay=0.9", "run.progress=false", "run.threads=1",
-        "optim.grad_clip=1.0", "schedule.warmup_steps=1",
-        *extra,
-    ]
-    return load_train_config(None, overrides)
-
-
-@pytest.fixture(scope="module")
-def exported(data_root, tmp_path_factory) -> Path:
-    """A tiny ICONet trained 4 steps (EMA on, so the exported weights are the EMA's), exported."""
-    root = tmp_path_factory.mktemp("pretrained")
-    train(make_cfg(data_root, root / "run"))
-    return export_run(root / "run", root / "model")
 
 
 def independent_sr_psnr(model: torch.nn.Module, trainer: Trainer) -> float:

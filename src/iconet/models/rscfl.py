@@ -126,15 +126,17 @@ class ChannelAttention(nn.Module):
         and the softmax run in float32.
         """
         b, c, h, w = x.shape
-        # (B, N, C) token views: free for channels_last tensors
-        q = self.q(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        k = self.k(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        dtype = torch.promote_types(q.dtype, torch.float32)  # normalisation and softmax never in bf16
-        qt = q.transpose(1, 2)
-        floor = self.eps * h * w
-        q_norm = ((qt @ q).diagonal(dim1=1, dim2=2).to(dtype) + floor).sqrt()
-        k_norm = ((k.transpose(1, 2) @ k).diagonal(dim1=1, dim2=2).to(dtype) + floor).sqrt()
-        cos = (qt @ k).to(dtype) / (q_norm[:, :, None] * k_norm[:, None, :])  # (B, C, C)
+        # q and k by one 1x1 conv (one read of x), then one Gram matrix of the (B, N, 2C) tokens
+        # (a free view for channels_last): its diagonal holds the squared norms, its off-diagonal
+        # block the products q_i·k_j. One pass over the tokens instead of three
+        # (benchmarks/inference_forms.py, lever one_gram).
+        qk = F.conv2d(x, torch.cat([self.q.weight, self.k.weight]), torch.cat([self.q.bias, self.k.bias]))
+        tokens = qk.permute(0, 2, 3, 1).reshape(b, h * w, 2 * c)
+        gram = tokens.transpose(1, 2) @ tokens  # (B, 2C, 2C)
+        dtype = torch.promote_types(gram.dtype, torch.float32)  # normalisation and softmax never in bf16
+        sq = gram.diagonal(dim1=1, dim2=2).to(dtype) + self.eps * h * w
+        q_norm, k_norm = sq[:, :c].sqrt(), sq[:, c:].sqrt()
+        cos = gram[:, :c, c:].to(dtype) / (q_norm[:, :, None] * k_norm[:, None, :])  # (B, C, C)
         logits = cos * self.temperature.reshape(-1)[self.head_of][None, :, None]
         return torch.softmax(logits.masked_fill(~self.same_head, float("-inf")), dim=-1)
 
