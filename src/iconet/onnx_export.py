@@ -43,7 +43,6 @@ import math
 import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -51,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iconet.data.writing import replacing_folder
+from iconet.data.writing import atomic_output, replacing_folder
 from iconet.models.base import SRModel
 from iconet.models.rscfl import SpectralMixing
 
@@ -365,12 +364,8 @@ def write_onnx(folder: str | os.PathLike[str], *, overwrite: bool = False, opset
     proto = build_graph(model, opset=opset)
     set_normalization(proto, info.normalization)
     check_graph(proto, model)
-    tmp = folder / f".{ONNX_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_output(target) as tmp:
         tmp.write_bytes(proto.SerializeToString())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
