@@ -153,7 +153,11 @@ def vs_edsr(rows: list[dict[str, Any]], model: str, hr: int, scale: int, precisi
     if "seconds" not in this:
         return f"stopped ({this['stopped']})"
     ms = 1000 * this["seconds"] / this["batch"]
-    return f"{ms:.0f} ms ({edsr['seconds'] / this['seconds']:.2f}×)" if edsr else f"{ms:.0f} ms"
+    ref = next((r for r in pick if r["model"].startswith("conv3x3") and "seconds" in r and r.get("flops")), None)
+    share = ""
+    if ref and this.get("flops") and not this["model"].startswith("conv3x3"):
+        share = f", {100 * (this['flops'] / this['seconds']) / (ref['flops'] / ref['seconds']):.0f} %"
+    return f"{ms:.0f} ms ({edsr['seconds'] / this['seconds']:.2f}×{share})" if edsr else f"{ms:.0f} ms"
 
 
 #: inference_speed.py's model names (registry names, shipped names, export folders) as readers know them
@@ -180,8 +184,12 @@ def speed(sources: list[tuple[str, list[str], int]], weights: str, command: str)
                 lines.append(f"| {SPEED_NAMES.get(model, f'`{model}`')} | x{scale} | "
                              f"{'–' if params is None else f'{params:,}'} | " + " | ".join(cells) + " |")
         runs_ = "; ".join(dict.fromkeys(setting(results) for results, _, _ in sources))
+        conv = any(r["model"].startswith("conv3x3") for results, _, _ in sources for r in load(results))
+        rate = (" and the share of the dense 3×3-conv rate it reaches (counted FLOPs of its convolutions and "
+                "matmuls per second / the FLOP rate of a stack of 64→64 3×3 convs timed in the same run at "
+                "the same LR size and precision)") if conv else ""
         return "\n".join(lines + ["", f"ms per HR slice ({weights}) and, in brackets, EDSR-baseline's time over this "
-                                  f"model's in the same run (above 1: faster than EDSR). {runs_}. Rebuild: "
+                                  f"model's in the same run (above 1: faster than EDSR){rate}. {runs_}. Rebuild: "
                                   f"`{command}`, then `python benchmarks/tables.py`."])
 
     return render
