@@ -5,7 +5,7 @@ stage, a one-output teacher, a teacher without a reconstruction branch, a scale 
 real training step of a tiny ICONet with a real exported teacher gives exactly the data loss
 plus the distance to the hub-loaded teacher's outputs, recomputed here, and leaves the teacher's
 weights untouched; a student initialised from its own teacher starts with zero distillation
-terms; a teacher of another scale, grid or unknown name is a one-line ConfigError.
+terms, and its model card names both; a teacher of another scale, grid or unknown name is a one-line ConfigError.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from iconet.config import ConfigError
 from iconet.data.datasets import collate
 from iconet.engine.trainer import Trainer, train
+from iconet.export import export_run
 from iconet.hub import load_model
 from iconet.losses import LossConfig, distillation_loss, multistage_loss
 
@@ -97,6 +98,10 @@ def test_student_started_from_its_teacher_has_nothing_to_distil_at_first(data_ro
     first = json.loads(rows[0])
     assert first["train/kd_sr_1"] < 1e-6 and first["train/kd_rec_1"] < 1e-6
     assert first["train/sr_1"] > 1e-3
+    # the exported model's card says where it came from
+    card = (export_run(tmp_path / "run", tmp_path / "model", checkpoint="last") / "model_card.md").read_text()
+    assert f"| `initialised from` | {exported} |" in card
+    assert f"| `distilled from` | {exported} (its outputs as extra targets, weight 1) |" in card
 
 
 @pytest.mark.parametrize("teacher, needle", [

@@ -53,7 +53,8 @@ def _table(d: Mapping[str, Any]) -> list[str]:
 def _recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe rows: the optimiser and schedule sections whole, then the keys of
     :class:`~iconet.engine.config.TrainConfig` a reader compares runs by (``run.steps``,
-    ``data.batch_size``, ``data.patch_size``, ``run.precision``, ``run.seed``)."""
+    ``data.batch_size``, ``data.patch_size``, ``run.precision``, ``run.seed``), and the models a
+    run started from (``init``) or was distilled from (``distill.teacher``)."""
     optim = cfg.get("optim") or {}
     sched = cfg.get("schedule") or {}
     run = cfg.get("run") or {}
@@ -73,6 +74,11 @@ def _recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
         val = section.get(key) if isinstance(section, Mapping) else None
         if val is not None:
             out[label] = val
+    if cfg.get("init"):
+        out["initialised from"] = cfg["init"]
+    distill = cfg.get("distill")
+    if isinstance(distill, Mapping) and distill.get("teacher"):
+        out["distilled from"] = f"{distill['teacher']} (its outputs as extra targets, weight {_fmt(distill.get('weight', 1.0))})"
     return out
 
 
