@@ -7,9 +7,15 @@ score, only speed:
 * ``one_gram``: :class:`~iconet.models.rscfl.ChannelAttention` computes q and k with one 1×1
   conv and takes the cosines *and* the norms from one Gram matrix of the ``(B, N, 2C)`` tokens;
   before: two convs and three Gram products over the N pixels.
-Tried and not kept (whole-model time within the noise, −4 % to +5 %, in A/B runs while other
-jobs shared the CPU): handing :class:`~iconet.models.rscfl.SpectralMixing`'s output back
-channels_last, and its 1×1 mix as a matmul on FFTs taken along contiguous rows.
+Candidates, timed on top of the current code but not in it:
+
+* ``spectral_rows``: :class:`~iconet.models.rscfl.SpectralMixing` takes its FFTs along rows made
+  contiguous once (``(B, H, C, W)``), applies its 1×1 mix as one matmul with the bias and ReLU in
+  place (the 1×1 conv on the FFT's row-major output falls back to a slow conv path with a bias
+  copy in fp32), and hands its output back channels_last.
+
+Tried and not kept: the spectral output handed back channels_last alone (whole-model time −4 %
+to +5 % in A/B runs while other jobs shared the CPU).
 
 For each model (the shipped ones and EDSR-baseline, which none of the levers touches: its rows
 show the noise): the whole forward of a batch of ``--batch`` HR ``--hr``² slices (LR 128² at x2,
@@ -58,6 +64,27 @@ def three_gram_attention(self: Any, x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.masked_fill(~self.same_head, float("-inf")), dim=-1)
 
 
+def spectral_rows(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """Candidate ``spectral_rows`` for SpectralMixing.forward (see the module docstring)."""
+    b, c, h, w = x.shape
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    with torch.autocast(x.device.type, enabled=False):
+        rows = x.permute(0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)  # (B, H, C, W)
+        k = torch.fft.rfft(rows, dim=-1, norm="ortho")  # (B, H, C, W//2+1)
+        z = torch.matmul(self.mix.weight.view(2 * c, 2 * c), torch.cat([k.real, k.imag], dim=2))
+        z = z.add_(self.mix.bias.view(2 * c, 1)).relu_()
+        y = torch.fft.irfft(torch.complex(z[:, :, :c], z[:, :, c:]), n=w, dim=-1, norm="ortho").permute(0, 2, 1, 3)
+    y = y.to(dtype=x.dtype, memory_format=layout)
+    return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+
+
+def _candidates() -> dict[str, tuple[type, str, Callable[..., torch.Tensor]]]:
+    """candidate → (class, method, the candidate form)."""
+    from iconet.models.rscfl import SpectralMixing
+
+    return {"spectral_rows": (SpectralMixing, "forward", spectral_rows)}
+
+
 def _levers() -> dict[str, tuple[type, str, Callable[..., torch.Tensor]]]:
     """lever → (class, method, the method's form before the lever)."""
     from iconet.models.rscfl import ChannelAttention
@@ -67,8 +94,9 @@ def _levers() -> dict[str, tuple[type, str, Callable[..., torch.Tensor]]]:
 
 @contextlib.contextmanager
 def undone(levers: list[str]) -> Iterator[None]:
-    """The code with ``levers`` replaced by their forms before."""
-    table = _levers()
+    """The code with ``levers`` replaced by their forms before (or, for names of
+    :func:`_candidates`, with those candidates patched in)."""
+    table = {**_levers(), **_candidates()}
     saved = [(table[n][0], table[n][1], table[n][0].__dict__[table[n][1]]) for n in levers]
     try:
         for n in levers:
@@ -101,7 +129,7 @@ def time_forms(name: str, scale: int, hr: int, batch: int, precision: str, repea
     x = x.contiguous(memory_format=torch.channels_last)
     levers = list(_levers())
     alone = {f"{n} alone": [m for m in levers if m != n] for n in levers} if len(levers) > 1 else {}
-    forms = {"before": levers, **alone, "after": []}
+    forms = {"before": levers, **alone, "after": [], **{f"after + {n}": [n] for n in _candidates()}}
     times: dict[str, list[float]] = {f: [] for f in forms}
     outputs = {}
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
