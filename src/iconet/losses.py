@@ -118,7 +118,6 @@ def multistage_loss(
     return total, terms
 
 
-
 def distillation_loss(
     outputs: dict[str, list[torch.Tensor]],
     teacher: dict[str, list[torch.Tensor]],

@@ -7,8 +7,9 @@ Sections: ``model`` (a mapping with ``name``, validated and completed by
 exported model, see :class:`TrainConfig`), ``data`` (:class:`DataConfig`), ``degradation``
 (:class:`iconet.data.degrade.Degradation`), ``loss`` (:class:`iconet.losses.LossConfig`),
 ``optim`` (:class:`OptimConfig`), ``schedule`` (:class:`ScheduleConfig`), ``run``
-(:class:`RunConfig`), ``distill`` (:class:`DistillConfig`, off unless a teacher is named). Unknown keys anywhere are a :class:`~iconet.config.ConfigError` naming
-the key and the closest valid one. Checks that need no file (patch size against the scale,
+(:class:`RunConfig`), ``distill`` (:class:`DistillConfig`, off unless a teacher is named).
+Unknown keys anywhere are a :class:`~iconet.config.ConfigError` naming the key and the closest
+valid one. Checks that need no file (patch size against the scale,
 model and degradation scales) run here, before anything is read.
 """
 
