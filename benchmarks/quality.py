@@ -79,6 +79,10 @@ PEER_SCALE_OVERRIDES: dict[tuple[str, int], dict[str, Any]] = {
     ("iconet_fast", 4): {"width": 32, "groups_per_stage": [3, 1], "blocks_per_group": 1},
     ("iconet_fast_kd", 4): {"width": 32, "groups_per_stage": [3, 1], "blocks_per_group": 1},
 }
+#: (run with a lever, the same run without it): their paired difference is reported too
+LEVER_PAIRS: list[tuple[str, str]] = [("iconet_fast_kd", "iconet_fast")]
+#: the shipped models ``score --with-shipped`` adds, per scale
+SHIPPED = {2: ["iconet-t1-x2", "iconet-t1-x2-fast"], 4: ["iconet-t1-x4"]}
 #: recipe overrides of a run beyond its model section ({scale} is the run's scale)
 PEER_TRAINING: dict[str, list[str]] = {
     "iconet_fast_kd": ["distill.teacher=iconet-t1-x{scale}"],
@@ -288,6 +292,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                 continue
             exported = args.root / "exports" / f"{g}_{m}"
             models.append(str(exported if exported.exists() else args.root / g / m))
+        if args.with_shipped:
+            models += SHIPPED[grp["scale"]]
         out = args.root / f"eval_{g}"
         cmd = [sys.executable, "-m", "iconet", "eval", str(args.data), "--models", *models, "--scale",
                str(grp["scale"]), "--degradation", grp["kind"], "--axis", "2", "--downstream", "--draws", str(args.draws),
@@ -314,7 +320,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv")
         if leads:
             gathered["groups"][g]["leads"] = leads
-            lines += [f"Leads of each ICONet over each trained peer on the same draws ({g}):", "",
+            lines += [f"Leads of each ICONet over each trained peer, and of each lever over its run without it, on the same draws ({g}):", "",
                       "| model | over | Δ PSNR (dB) [95 %] | Δ SSIM [95 %] | claim (PSNR / SSIM) |", "|---|---|---:|---:|---|"]
             lines += [f"| {x['model']} | {x['over']} | {x['psnr_text']} | {x['ssim_text']} | "
                       f"{x['psnr']['claim']} / {x['ssim']['claim']} |" for x in leads]
@@ -328,7 +334,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
     """Paired differences of every ICONet run of ``group`` to every trained peer (EDSR-baseline,
-    T2Net-style) on the same volumes and draws, read back from the group's ``per_volume.csv``."""
+    T2Net-style), and of each lever's run to the run without it (:data:`LEVER_PAIRS`), on the
+    same volumes and draws, read back from the group's ``per_volume.csv``."""
     import csv
 
     from iconet.evaluation.runner import paired_from_rows
@@ -339,15 +346,16 @@ def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
     rows = list(csv.DictReader(open(per_volume)))
     names = {r["model"] for r in rows}
     out = []
-    for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_small"):
-        for peer in ("edsr", "t2net"):
-            a, b = f"{group}_{mine}", f"{group}_{peer}"
-            if a in names and b in names:
-                x = {"model": a, "over": b, **{m: paired_from_rows(rows, a, b, m) for m in ("psnr", "ssim")}}
-                for m, digits in (("psnr", 2), ("ssim", 4)):
-                    iv = Interval(**{k: x[m][k] for k in ("mean", "low", "high", "n_volumes", "n_draws", "method")})
-                    x[f"{m}_text"] = format_interval(iv, digits, signed=True)
-                out.append(x)
+    pairs = [(mine, peer) for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_small")
+             for peer in ("edsr", "t2net")] + LEVER_PAIRS
+    for mine, peer in pairs:
+        a, b = f"{group}_{mine}", f"{group}_{peer}"
+        if a in names and b in names:
+            x = {"model": a, "over": b, **{m: paired_from_rows(rows, a, b, m) for m in ("psnr", "ssim")}}
+            for m, digits in (("psnr", 2), ("ssim", 4)):
+                iv = Interval(**{k: x[m][k] for k in ("mean", "low", "high", "n_volumes", "n_draws", "method")})
+                x[f"{m}_text"] = format_interval(iv, digits, signed=True)
+            out.append(x)
     return out
 
 
@@ -465,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--draws", type=int, default=8, help="seeded mask draws per volume (iconet eval --draws)")
             p.add_argument("--normalize-on", choices=("lr", "hr"), default=None,
                            help="the normalisation statistic's volume (iconet eval --normalize-on; default lr)")
+            p.add_argument("--with-shipped", action="store_true",
+                           help="score the shipped models of each group's scale beside the runs")
         if name == "figure":
             p.add_argument("--figures", type=Path, default=REPO / "docs/img")
         if name in ("table", "input"):
