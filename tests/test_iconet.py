@@ -265,8 +265,15 @@ def test_groups_per_stage_can_differ_between_stages():
     assert light(torch.rand(1, 1, 9, 11))["sr"][-1].shape == (1, 1, 36, 44)
     with pytest.raises(ValueError, match="lists 1 count"):
         tiny(scale=4, groups_per_stage=[2])
-    with pytest.raises(ValueError, match="positive integers"):
-        tiny(scale=4, groups_per_stage=[2, 0])
+    # a later stage may have no groups: prior and estimate from the upsampled features alone
+    bare = tiny(scale=4, groups_per_stage=[2, 0])
+    assert [len(s.sr_groups) for s in bare.stages] == [2, 0] and len(bare.stages[1].fusions) == 0
+    assert count_parameters(bare) < count_parameters(light)
+    out = bare(torch.rand(1, 1, 9, 11))
+    assert [t.shape[-2:] for t in out["sr"]] == [(18, 22), (36, 44)] and out["rec"][1].shape[-2:] == (18, 22)
+    for bad in ([0, 2], [2, -1]):
+        with pytest.raises(ValueError, match="non-negative integers, the first stage at least 1"):
+            tiny(scale=4, groups_per_stage=bad)
     with pytest.raises(ValueError, match="fusion must be one of"):
         tiny(scale=2, fusion="bogus")
 

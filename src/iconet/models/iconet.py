@@ -45,7 +45,9 @@ class ICONetConfig(ModelConfig):
         width: feature channels C of both branches.
         groups_per_stage: RSCFL groups per branch and stage (a fusion follows each group):
             one count for every stage, or a list with one count per stage, first (lowest
-            resolution) stage first, e.g. ``[3, 1]`` at 4x keeps the high-resolution stage light.
+            resolution) stage first, e.g. ``[3, 1]`` at 4x keeps the high-resolution stage light;
+            a later stage may have 0 (its prior and SR estimate then come from the upsampled
+            features alone: the lightest 4x).
         blocks_per_group: RSCFL blocks per group.
         rec_blocks_per_group: RSCFL blocks per group of the reconstruction branch; ``None``
             (default) = ``blocks_per_group`` (splits measured: benchmarks/design_x2.py).
@@ -139,8 +141,9 @@ class ICONetConfig(ModelConfig):
                 raise ValueError(
                     f"groups_per_stage lists {len(groups)} count(s) for a {self.scale}x model of {self.stages} stage(s)"
                 )
-            if any(not isinstance(g, int) or g < 1 for g in groups):
-                raise ValueError(f"groups_per_stage must hold positive integers, got {groups!r}")
+            if any(not isinstance(g, int) or g < 0 for g in groups) or groups[0] < 1:
+                raise ValueError("groups_per_stage must hold non-negative integers, the first stage at least 1, "
+                                 f"got {groups!r}")
         else:
             self.require_positive("groups_per_stage")
         if self.channel_branch and self.width % self.heads:
