@@ -7,15 +7,13 @@ score, only speed:
 * ``one_gram``: :class:`~iconet.models.rscfl.ChannelAttention` computes q and k with one 1×1
   conv and takes the cosines *and* the norms from one Gram matrix of the ``(B, N, 2C)`` tokens;
   before: two convs and three Gram products over the N pixels.
-Candidates, timed on top of the current code but not in it:
-
-* ``spectral_rows``: :class:`~iconet.models.rscfl.SpectralMixing` takes its FFTs along rows made
-  contiguous once (``(B, H, C, W)``), applies its 1×1 mix as one matmul with the bias and ReLU in
-  place (the 1×1 conv on the FFT's row-major output falls back to a slow conv path with a bias
-  copy in fp32), and hands its output back channels_last.
-
-Tried and not kept: the spectral output handed back channels_last alone (whole-model time −4 %
-to +5 % in A/B runs while other jobs shared the CPU).
+* ``bf16_dft`` (bf16 rows only; fp32 is untouched by it): :class:`~iconet.models.rscfl.SpectralMixing`
+  takes its real FFT pair as DFT matrix products in bf16 under CPU bf16 autocast; before: float32
+  FFTs with conversions around them. Exact in fp32 maths; in bf16 its output is as close to the
+  fp32 model's as the FFT form's (``tests/test_iconet.py``).
+Tried and not kept: the spectral output handed back channels_last (whole-model time −4 % to
++5 % in A/B runs while other jobs shared the CPU); the FFTs taken along rows made contiguous
+once, with the 1×1 mix as one matmul (0.95–1.04× in a run of this script alone).
 
 For each model (the shipped ones and EDSR-baseline, which none of the levers touches: its rows
 show the noise): the whole forward of a batch of ``--batch`` HR ``--hr``² slices (LR 128² at x2,
@@ -35,7 +33,7 @@ import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,40 +62,19 @@ def three_gram_attention(self: Any, x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.masked_fill(~self.same_head, float("-inf")), dim=-1)
 
 
-def spectral_rows(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """Candidate ``spectral_rows`` for SpectralMixing.forward (see the module docstring)."""
-    b, c, h, w = x.shape
-    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    with torch.autocast(x.device.type, enabled=False):
-        rows = x.permute(0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)  # (B, H, C, W)
-        k = torch.fft.rfft(rows, dim=-1, norm="ortho")  # (B, H, C, W//2+1)
-        z = torch.matmul(self.mix.weight.view(2 * c, 2 * c), torch.cat([k.real, k.imag], dim=2))
-        z = z.add_(self.mix.bias.view(2 * c, 1)).relu_()
-        y = torch.fft.irfft(torch.complex(z[:, :, :c], z[:, :, c:]), n=w, dim=-1, norm="ortho").permute(0, 2, 1, 3)
-    y = y.to(dtype=x.dtype, memory_format=layout)
-    return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+def _levers() -> dict[str, tuple[type, str, Any]]:
+    """lever → (class, attribute, its value before the lever: a method or a switch)."""
+    from iconet.models.rscfl import ChannelAttention, SpectralMixing
 
-
-def _candidates() -> dict[str, tuple[type, str, Callable[..., torch.Tensor]]]:
-    """candidate → (class, method, the candidate form)."""
-    from iconet.models.rscfl import SpectralMixing
-
-    return {"spectral_rows": (SpectralMixing, "forward", spectral_rows)}
-
-
-def _levers() -> dict[str, tuple[type, str, Callable[..., torch.Tensor]]]:
-    """lever → (class, method, the method's form before the lever)."""
-    from iconet.models.rscfl import ChannelAttention
-
-    return {"one_gram": (ChannelAttention, "attention", three_gram_attention)}
+    return {"one_gram": (ChannelAttention, "attention", three_gram_attention),
+            "bf16_dft": (SpectralMixing, "dft_in_bf16", False)}
 
 
 @contextlib.contextmanager
 def undone(levers: list[str]) -> Iterator[None]:
-    """The code with ``levers`` replaced by their forms before (or, for names of
-    :func:`_candidates`, with those candidates patched in)."""
-    table = {**_levers(), **_candidates()}
-    saved = [(table[n][0], table[n][1], table[n][0].__dict__[table[n][1]]) for n in levers]
+    """The code with ``levers`` replaced by their forms before."""
+    table = _levers()
+    saved = [(table[n][0], table[n][1], getattr(table[n][0], table[n][1])) for n in levers]
     try:
         for n in levers:
             cls, name, before = table[n]
@@ -129,7 +106,7 @@ def time_forms(name: str, scale: int, hr: int, batch: int, precision: str, repea
     x = x.contiguous(memory_format=torch.channels_last)
     levers = list(_levers())
     alone = {f"{n} alone": [m for m in levers if m != n] for n in levers} if len(levers) > 1 else {}
-    forms = {"before": levers, **alone, "after": [], **{f"after + {n}": [n] for n in _candidates()}}
+    forms = {"before": levers, **alone, "after": []}
     times: dict[str, list[float]] = {f: [] for f in forms}
     outputs = {}
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -219,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Exact inference forms of ICONet's blocks, side by side", "",
              f"{out['machine']}, {opts.threads} torch threads, torch {out['torch']}; batch {opts.batch} of HR "
              f"{opts.hr}² slices, channels_last, inference_mode; ms per slice, median of {opts.repeats} rounds "
-             "(the forms timed in turn each round); speed-up against 'before'. "
+             "(the forms timed in turn each round); speed-up against 'before'; max |Δ|: the largest "
+             "difference of any form's output from 'before' in the same precision (0 in fp32: the "
+             "forms are exact; in bf16 the rounding of the DFT matmuls). "
              "Generated by `python benchmarks/inference_forms.py`.", "",
              "| model | precision | " + " | ".join(forms) + " | speed-up (after) | max |Δ| |",
              "|---|---|" + "---:|" * len(forms) + "---:|---:|"]

@@ -385,6 +385,53 @@ def test_spectral_mixing_is_global_along_rows_and_local_across_them():
     assert yb.dtype == torch.bfloat16 and (yb.float() - y).abs().max() < 0.1
 
 
+@pytest.mark.parametrize("width", [10, 23])
+def test_spectral_mixing_as_dft_matmuls_equals_its_fft_form(width):
+    """The matrix form that bf16 CPU inference takes is the FFT form's maths (fp32, both parities
+    of the width, channels_last in and out)."""
+    from iconet.models.rscfl import SpectralMixing
+
+    torch.manual_seed(4)
+    mix = SpectralMixing(6).eval()
+    x = torch.randn(2, 6, 5, width).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fft, dft = mix(x), mix._forward_dft(x)
+    torch.testing.assert_close(dft, fft, atol=1e-5, rtol=1e-5)
+    assert dft.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_inference_of_a_shipped_model_takes_the_dft_form_and_stays_as_close_to_fp32(monkeypatch):
+    """On real slices (the shipped sample), a shipped model's bf16 inference runs the Fourier
+    branch as DFT matmuls, and its output is as close to the fp32 output as the FFT form's."""
+    import numpy as np
+
+    from iconet.data.io import read_volume
+    from iconet.data.samples import sample_path
+    from iconet.hub import load_model
+    from iconet.models.rscfl import SpectralMixing
+
+    net = load_model("iconet-t1-x2-fast")[0].to(memory_format=torch.channels_last)
+    vol = read_volume(sample_path()).data.astype(np.float32)
+    hr = torch.from_numpy(np.moveaxis(vol, 2, 0)[:, None] / np.percentile(vol, 99.5))
+    lr = hr[..., : hr.shape[-2] // 2 * 2 : 2, : hr.shape[-1] // 2 * 2 : 2].contiguous(memory_format=torch.channels_last)
+    calls = []
+    original = SpectralMixing._forward_dft
+    monkeypatch.setattr(SpectralMixing, "_forward_dft", lambda self, x: calls.append(1) or original(self, x))
+    with torch.inference_mode():
+        ref = net(lr)["sr"][-1]
+        assert not calls  # fp32 keeps the FFTs
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            dft = net(lr)["sr"][-1].float()
+            assert len(calls) == sum(isinstance(m, SpectralMixing) for m in net.modules())
+            monkeypatch.setattr(SpectralMixing, "dft_in_bf16", False)
+            fft = net(lr)["sr"][-1].float()
+
+    def psnr(a: torch.Tensor) -> float:
+        return float(10 * torch.log10(ref.max() ** 2 / ((a - ref) ** 2).mean()))
+
+    assert psnr(fft) > 45 and psnr(dft) > psnr(fft) - 0.5
+
+
 def test_spectral_branch_goes_where_asked_and_keeps_iconet_under_edsr_size():
     from iconet.models.edsr import EDSR, EDSRConfig
 

@@ -53,6 +53,7 @@ from torch import nn
 from iconet.data.writing import atomic_output, replacing_folder
 from iconet.models.base import SRModel
 from iconet.models.rscfl import SpectralMixing
+from iconet.ops.fft import rdft_matrices
 
 #: file name of the graph inside an exported model folder
 ONNX_FILE = "model.onnx"
@@ -127,24 +128,13 @@ class _SpectralMixingForm(nn.Module):
 class MatmulSpectralMixing(_SpectralMixingForm):
     """:class:`~iconet.models.rscfl.SpectralMixing` with its real FFT pair as matrix products.
 
-    Along the last axis (width ``w``, ``K = w//2 + 1`` frequencies), with
-    ``θ_jk = 2π (j·k mod w) / w`` (reduced mod ``w`` in integers, so the angles are exact):
-    ``rfft(x)_k = Σ_j x_j (cos θ_jk − i sin θ_jk) / √w`` and ``irfft(z)_j = Σ_k a_k (Re z_k cos θ_jk
-    − Im z_k sin θ_jk) / √w`` with ``a_0 = 1``, ``a_{w/2} = 1`` for even ``w`` and ``a_k = 2``
-    otherwise (the imaginary parts of the DC and Nyquist terms drop out, as in ``irfft``).
+    Along the last axis, with the matrices of :func:`iconet.ops.fft.rdft_matrices` (built from
+    the traced width, so the graph keeps it dynamic).
     Shares the module's ``mix`` and ``gate`` convolutions. ``(B, C, H, W) → (B, C, H, W)``.
     """
 
     def filtered(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.shape[-1]
-        j = torch.arange(w, device=x.device)
-        k = torch.arange(w // 2 + 1, device=x.device)
-        wt = torch.ones((), dtype=torch.int64, device=x.device) * w  # a tensor keeps w symbolic
-        n = wt.to(torch.float64)
-        theta = ((j[:, None] * k[None, :]) % wt).to(torch.float64) * (2 * math.pi) / n
-        cos = (torch.cos(theta) / n.sqrt()).to(torch.float32)  # (w, K)
-        sin = (torch.sin(theta) / n.sqrt()).to(torch.float32)
-        weight = 2 - (k == 0).to(torch.float32) - (2 * k == w).to(torch.float32)  # a_k
+        cos, sin, weight = rdft_matrices(x.shape[-1], x.device)  # (w, K), (w, K), a_k
         re, im = self.mix_spectrum(x @ cos, -(x @ sin))
         return re @ (cos * weight).transpose(0, 1) - im @ (sin * weight).transpose(0, 1)
 

@@ -22,9 +22,13 @@ All tensors are ``(B, C, H, W)``; every module keeps the shape.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from iconet.ops.fft import rdft_matrices
 
 
 class ChannelLayerNorm(nn.Module):
@@ -128,8 +132,8 @@ class ChannelAttention(nn.Module):
         b, c, h, w = x.shape
         # q and k by one 1x1 conv (one read of x), then one Gram matrix of the (B, N, 2C) tokens
         # (a free view for channels_last): its diagonal holds the squared norms, its off-diagonal
-        # block the products q_i·k_j. One pass over the tokens instead of three
-        # (benchmarks/inference_forms.py, lever one_gram).
+        # block the products q_i·k_j. One pass over the tokens instead of three; whole-model time
+        # unchanged within noise (benchmarks/results/inference_forms_cpu.md, lever one_gram).
         qk = F.conv2d(x, torch.cat([self.q.weight, self.k.weight]), torch.cat([self.q.bias, self.k.bias]))
         tokens = qk.permute(0, 2, 3, 1).reshape(b, h * w, 2 * c)
         gram = tokens.transpose(1, 2) @ tokens  # (B, 2C, 2C)
@@ -179,13 +183,42 @@ class SpectralMixing(nn.Module):
         self.mix = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.gate = nn.Conv2d(channels, channels, 1) if gated else None
 
+    #: In CPU inference under bf16 autocast, take the FFT pair as matrix products in bf16
+    #: (:func:`iconet.ops.fft.rdft_matrices`): dense bf16 matmuls run on the CPU's matrix units,
+    #: while the float32 FFTs and their conversions were a quarter of a bf16 forward
+    #: (benchmarks/results/inference_forms_cpu.md, lever bf16_dft). Training, fp32 and GPUs keep
+    #: the FFTs.
+    dft_in_bf16: bool = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, w = x.shape[1], x.shape[-1]
+        if self.dft_in_bf16 and x.device.type == "cpu" and not torch.is_grad_enabled() \
+                and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            return self._forward_dft(x)
         with torch.autocast(x.device.type, enabled=False):
             k = torch.fft.rfft(x.float(), dim=-1, norm="ortho")  # (B, C, H, W//2+1)
             z = F.relu(self.mix(torch.cat([k.real, k.imag], dim=1)))
             y = torch.fft.irfft(torch.complex(z[:, :c], z[:, c:]), n=w, dim=-1, norm="ortho").to(x.dtype)
         return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+
+    def _forward_dft(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the FFT pair as matrix products in the autocast's precision."""
+        c = x.shape[1]
+        cos, minus_sin, inv_cos, inv_minus_sin = _rdft_pair(x.shape[-1], str(x.device))
+        rows = x.contiguous()  # (B, C, H, W), rows contiguous for the products along W
+        z = F.relu(self.mix(torch.cat([rows @ cos, rows @ minus_sin], dim=1)))
+        y = z[:, :c] @ inv_cos + z[:, c:] @ inv_minus_sin
+        if x.is_contiguous(memory_format=torch.channels_last):
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y if self.gate is None else y * torch.sigmoid(self.gate(x))
+
+
+@functools.lru_cache(maxsize=16)
+def _rdft_pair(w: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(cos, −sin, (a·cos)ᵀ, −(a·sin)ᵀ)`` of :func:`iconet.ops.fft.rdft_matrices`: ``rfft`` of
+    ``x`` is ``x @ cos + i · x @ −sin``, ``irfft`` of ``re + i · im`` is ``re @ (a·cos)ᵀ + im @ −(a·sin)ᵀ``."""
+    cos, sin, a = rdft_matrices(w, device)
+    return cos, -sin, (cos * a[None, :]).T.contiguous(), (-sin * a[None, :]).T.contiguous()
 
 
 class ConvFeedForward(nn.Module):

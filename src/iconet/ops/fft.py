@@ -1,4 +1,5 @@
-"""Centred, orthonormal 2-D FFTs and k-space resizing on the last two axes.
+"""Centred, orthonormal 2-D FFTs and k-space resizing on the last two axes; the real DFT pair
+along one axis as matrices (:func:`rdft_matrices`).
 
 Convention (as in fastMRI's ``fftc``): the DC term sits at index ``n // 2`` of each axis, the
 transform is unitary (``norm="ortho"``). With even sides, cropping or zero-padding a centred
@@ -58,3 +59,27 @@ def fourier_shift(x: torch.Tensor, shift: tuple[float, float]) -> torch.Tensor:
     phase = torch.exp(-2j * math.pi * (ky[:, None] * shift[0] + kx[None, :] * shift[1]))
     k = fft2c(x.to(torch.float64)) * phase
     return ifft2c(k).real.to(x.dtype)
+
+
+def rdft_matrices(w: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The orthonormal real DFT pair along an axis of ``w`` samples as matrices.
+
+    With ``K = w // 2 + 1`` frequencies and ``θ_jk = 2π (j·k mod w) / w`` (reduced mod ``w`` in
+    integers, so the angles are exact): ``rfft(x, norm="ortho") = x @ cos − i · x @ sin`` and
+    ``irfft(z, n=w, norm="ortho") = (a · Re z) @ cosᵀ − (a · Im z) @ sinᵀ`` with ``a_0 = 1``,
+    ``a_{w/2} = 1`` for even ``w`` and ``a_k = 2`` otherwise (the imaginary parts of the DC and
+    Nyquist terms drop out, as in ``irfft``).
+
+    Returns:
+        ``(cos, sin, a)``: float32 ``(w, K)``, ``(w, K)`` and ``(K,)``. The arithmetic runs on
+        tensors, so ``w`` may be a traced, symbolic size (the ONNX export keeps it dynamic).
+    """
+    j = torch.arange(w, device=device)
+    k = torch.arange(w // 2 + 1, device=device)
+    wt = torch.ones((), dtype=torch.int64, device=device) * w  # a tensor keeps w symbolic
+    n = wt.to(torch.float64)
+    theta = ((j[:, None] * k[None, :]) % wt).to(torch.float64) * (2 * math.pi) / n
+    cos = (torch.cos(theta) / n.sqrt()).to(torch.float32)
+    sin = (torch.sin(theta) / n.sqrt()).to(torch.float32)
+    a = 2 - (k == 0).to(torch.float32) - (2 * k == w).to(torch.float32)
+    return cos, sin, a
