@@ -79,8 +79,13 @@ PEER_SCALE_OVERRIDES: dict[tuple[str, int], dict[str, Any]] = {
     ("iconet_fast", 4): {"width": 32, "groups_per_stage": [3, 1], "blocks_per_group": 1},
     ("iconet_fast_kd", 4): {"width": 32, "groups_per_stage": [3, 1], "blocks_per_group": 1},
 }
-#: (run with a lever, the same run without it): their paired difference is reported too
-LEVER_PAIRS: list[tuple[str, str]] = [("iconet_fast_kd", "iconet_fast")]
+#: (model, reference) pairs whose paired difference is reported too: a lever's run against the
+#: run without it, and against the shipped models scored beside them (``score --with-shipped``);
+#: a run name is the group's model (``iconet_fast``), a shipped name stands for itself
+LEVER_PAIRS: list[tuple[str, str]] = [
+    ("iconet_fast_kd", "iconet_fast"), ("iconet_fast_kd", "iconet-t1-x2-fast"), ("iconet-t1-x2-fast", "iconet_fast"),
+    ("iconet-t1-x2", "iconet_fast_kd"),
+]
 #: the shipped models ``score --with-shipped`` adds, per scale
 SHIPPED = {2: ["iconet-t1-x2", "iconet-t1-x2-fast"], 4: ["iconet-t1-x4"]}
 #: recipe overrides of a run beyond its model section ({scale} is the run's scale)
@@ -320,7 +325,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv")
         if leads:
             gathered["groups"][g]["leads"] = leads
-            lines += [f"Leads of each ICONet over each trained peer, and of each lever over its run without it, on the same draws ({g}):", "",
+            lines += [f"Paired differences on the same draws ({g}): each ICONet over each trained peer, and the pairs of "
+                      "LEVER_PAIRS (a lever's run over the run without it and over the shipped models):", "",
                       "| model | over | Δ PSNR (dB) [95 %] | Δ SSIM [95 %] | claim (PSNR / SSIM) |", "|---|---|---:|---:|---|"]
             lines += [f"| {x['model']} | {x['over']} | {x['psnr_text']} | {x['ssim_text']} | "
                       f"{x['psnr']['claim']} / {x['ssim']['claim']} |" for x in leads]
@@ -349,7 +355,7 @@ def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
     pairs = [(mine, peer) for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_small")
              for peer in ("edsr", "t2net")] + LEVER_PAIRS
     for mine, peer in pairs:
-        a, b = f"{group}_{mine}", f"{group}_{peer}"
+        a, b = (m if m in names else f"{group}_{m}" for m in (mine, peer))
         if a in names and b in names:
             x = {"model": a, "over": b, **{m: paired_from_rows(rows, a, b, m) for m in ("psnr", "ssim")}}
             for m, digits in (("psnr", 2), ("ssim", 4)):
