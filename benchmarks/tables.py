@@ -278,8 +278,8 @@ TABLES: dict[str, Callable[[], str]] = {
          ("inference_speed_shipped_cpu.json", ["iconet-t1-x4", "edsr"], 4)],
         "the shipped weights",
         "python benchmarks/inference_speed.py --models edsr iconet iconet-t1-x2 iconet-t1-x2-fast --scales 2 "
-        "--json benchmarks/results/inference_speed_fast_cpu.json` and `python benchmarks/inference_speed.py "
-        "--models edsr iconet iconet-t1-x4 --scales 4 --hr-sizes 256 --json "
+        "--conv-reference --json benchmarks/results/inference_speed_fast_cpu.json` and `python "
+        "benchmarks/inference_speed.py --models edsr iconet iconet-t1-x4 --scales 4 --conv-reference --json "
         "benchmarks/results/inference_speed_shipped_cpu.json"),
     "speed_configs": speed(
         [("inference_speed_cpu.json", ["iconet", "edsr", "t2net"], 2),
