@@ -169,7 +169,8 @@ class SpectralMixing(nn.Module):
     FFT. Cartesian undersampling drops whole lines of k-space along this axis, so its aliasing
     is a convolution along each row with a kernel as wide as the image: a per-frequency
     operation sees it whole, which no local kernel can. Weights are shared over frequencies, so
-    the module works at any width. The FFTs run in float32 (also under bf16 autocast).
+    the module works at any width. The FFTs run in float32 (also under bf16 autocast), except in
+    bf16 CPU inference, which takes them as bf16 DFT matmuls (:attr:`dft_in_bf16`).
 
     ``gated`` (default): the result is multiplied by a sigmoid gate computed from the input by a
     1×1 conv, so the global branch can be switched off locally (any change it makes to a
