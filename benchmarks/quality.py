@@ -68,6 +68,11 @@ PEER_MODELS: dict[str, dict[str, Any]] = {
     # iconet_fast distilled from the shipped model of its scale (issue 21): that model's outputs as
     # extra targets of every step (distill.teacher, PEER_TRAINING below), same data, steps and seed
     "iconet_fast_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
+    # iconet_fast_kd's size with a block whose time is dense convolutions and matmuls (issue 21): no
+    # large-kernel depth-wise attention, no layer norm before the mixing; at EDSR-baseline's speed in
+    # fp32 and bf16 on this CPU where iconet_fast is not (benchmarks/speed_budget.py --lean)
+    "iconet_lean_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True,
+                       "spatial_branch": False, "mix_norm": False},
     "edsr": {"name": "edsr"},
     # all pairs are still searched; bigger query chunks only mean fewer, larger GPU kernels
     "t2net": {"name": "t2net", "attn_chunk": 2**26},
@@ -84,17 +89,18 @@ PEER_SCALE_OVERRIDES: dict[tuple[str, int], dict[str, Any]] = {
 #: a run name is the group's model (``iconet_fast``), a shipped name stands for itself
 LEVER_PAIRS: list[tuple[str, str]] = [
     ("iconet_fast_kd", "iconet_fast"), ("iconet_fast_kd", "iconet-t1-x2-fast"), ("iconet-t1-x2-fast", "iconet_fast"),
-    ("iconet-t1-x2", "iconet_fast_kd"),
+    ("iconet-t1-x2", "iconet_fast_kd"), ("iconet_lean_kd", "iconet_fast_kd"), ("iconet_lean_kd", "iconet-t1-x2-fast"),
 ]
 #: the shipped models ``score --with-shipped`` adds, per scale
 SHIPPED = {2: ["iconet-t1-x2", "iconet-t1-x2-fast"], 4: ["iconet-t1-x4"]}
 #: recipe overrides of a run beyond its model section ({scale} is the run's scale)
 PEER_TRAINING: dict[str, list[str]] = {
     "iconet_fast_kd": ["distill.teacher=iconet-t1-x{scale}"],
+    "iconet_lean_kd": ["distill.teacher=iconet-t1-x{scale}"],
 }
 GROUPS: dict[str, dict[str, Any]] = {
-    "kspace_x2": {"scale": 2, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_fast_kd", "iconet_small", "edsr",
-                                                           "t2net"]},
+    "kspace_x2": {"scale": 2, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_fast_kd", "iconet_lean_kd",
+                                                           "iconet_small", "edsr", "t2net"]},
     "kspace_x4": {"scale": 4, "kind": "kspace", "models": ["iconet", "iconet_fast", "iconet_fast_kd", "iconet_small", "edsr",
                                                            "t2net"]},
     "bicubic_x2": {"scale": 2, "kind": "bicubic", "models": ["iconet", "edsr"]},
@@ -352,7 +358,7 @@ def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
     rows = list(csv.DictReader(open(per_volume)))
     names = {r["model"] for r in rows}
     out = []
-    pairs = [(mine, peer) for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_small")
+    pairs = [(mine, peer) for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_lean_kd", "iconet_small")
              for peer in ("edsr", "t2net")] + LEVER_PAIRS
     for mine, peer in pairs:
         a, b = (m if m in names else f"{group}_{m}" for m in (mine, peer))
