@@ -26,6 +26,10 @@ A second seed of some runs, in a root of its own (``--only`` takes GROUP/MODEL n
     python benchmarks/quality.py score --groups kspace_x4 --only kspace_x4/iconet kspace_x4/edsr --root runs/seed1
     python benchmarks/quality.py table --groups kspace_x4 --root runs/seed1 --results benchmarks/results/seed1
 
+``score --also PATH ...`` scores more exported models beside the runs (another root's, another
+seed's: each is named by its folder's name), and ``table --pairs MODEL:OVER ...`` adds their
+paired differences.
+
 ``score`` scores every model on K seeded mask draws of Colin27 (``--draws``, default 8) with the
 statistic of normalisation taken on the LR (``--normalize-on hr`` for the older convention);
 ``table`` adds, under each group's table, every ICONet's paired difference to every trained peer
@@ -70,7 +74,7 @@ PEER_MODELS: dict[str, dict[str, Any]] = {
     "iconet_fast_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
     # iconet_fast_kd's size with a block whose time is dense convolutions and matmuls (issue 21): no
     # large-kernel depth-wise attention, no layer norm before the mixing; at EDSR-baseline's speed in
-    # fp32 and bf16 on this CPU where iconet_fast is not (benchmarks/speed_budget.py --lean)
+    # fp32 and bf16 on this CPU where iconet_fast is not (benchmarks/speed_budget.py --block lean)
     "iconet_lean_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True,
                        "spatial_branch": False, "mix_norm": False},
     "edsr": {"name": "edsr"},
@@ -305,6 +309,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             models.append(str(exported if exported.exists() else args.root / g / m))
         if args.with_shipped:
             models += SHIPPED[grp["scale"]]
+        models += [str(m) for m in args.also]
         out = args.root / f"eval_{g}"
         cmd = [sys.executable, "-m", "iconet", "eval", str(args.data), "--models", *models, "--scale",
                str(grp["scale"]), "--degradation", grp["kind"], "--axis", "2", "--downstream", "--draws", str(args.draws),
@@ -328,7 +333,7 @@ def cmd_table(args: argparse.Namespace) -> int:
             continue
         lines += [f"## {g}", "", path.read_text().strip(), ""]
         gathered["groups"][g] = json.loads((args.root / f"eval_{g}" / "summary.json").read_text())
-        leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv")
+        leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv", [tuple(p.split(":")) for p in args.pairs])
         if leads:
             gathered["groups"][g]["leads"] = leads
             lines += [f"Paired differences on the same draws ({g}): each ICONet over each trained peer, and the pairs of "
@@ -344,10 +349,11 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
+def peer_leads(group: str, per_volume: Path, extra: list[tuple[str, ...]] = ()) -> list[dict[str, Any]]:
     """Paired differences of every ICONet run of ``group`` to every trained peer (EDSR-baseline,
-    T2Net-style), and of each lever's run to the run without it (:data:`LEVER_PAIRS`), on the
-    same volumes and draws, read back from the group's ``per_volume.csv``."""
+    T2Net-style), of each lever's run to the run without it (:data:`LEVER_PAIRS`) and of the
+    ``extra`` (model, over) pairs, on the same volumes and draws, read back from the group's
+    ``per_volume.csv``."""
     import csv
 
     from iconet.evaluation.runner import paired_from_rows
@@ -359,7 +365,7 @@ def peer_leads(group: str, per_volume: Path) -> list[dict[str, Any]]:
     names = {r["model"] for r in rows}
     out = []
     pairs = [(mine, peer) for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_lean_kd", "iconet_small")
-             for peer in ("edsr", "t2net")] + LEVER_PAIRS
+             for peer in ("edsr", "t2net")] + LEVER_PAIRS + [tuple(x) for x in extra]
     for mine, peer in pairs:
         a, b = (m if m in names else f"{group}_{m}" for m in (mine, peer))
         if a in names and b in names:
@@ -487,10 +493,16 @@ def main(argv: list[str] | None = None) -> int:
                            help="the normalisation statistic's volume (iconet eval --normalize-on; default lr)")
             p.add_argument("--with-shipped", action="store_true",
                            help="score the shipped models of each group's scale beside the runs")
+            p.add_argument("--also", nargs="*", type=Path, default=[],
+                           help="more exported models to score beside the runs (e.g. another root's or seed's); "
+                                "each is named by its folder's name")
         if name == "figure":
             p.add_argument("--figures", type=Path, default=REPO / "docs/img")
         if name in ("table", "input"):
             p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
+        if name == "table":
+            p.add_argument("--pairs", nargs="*", default=[],
+                           help="more MODEL:OVER pairs (names as in the group's per_volume.csv) to difference")
     args = ap.parse_args(argv)
     return {"train": cmd_train, "export": cmd_export, "score": cmd_score, "table": cmd_table,
             "figure": cmd_figure, "input": cmd_input}[args.cmd](args)
