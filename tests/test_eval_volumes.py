@@ -92,6 +92,36 @@ def test_holds_volumes_decides_folder_or_series(tmp_path, capsys):
     assert "--series-uid picks a series of one DICOM folder, but this is a folder of volumes" in capsys.readouterr().err
 
 
+def test_a_folder_of_volumes_is_what_infer_would_process(tmp_path):
+    """eval and infer tell a folder of volumes from a series folder by one rule and list the same
+    volumes: a folder of ``.npy`` volumes was once a DICOM series to eval and a folder to infer."""
+    from iconet.data.folders import is_volume_folder, plan_folder
+
+    data = read_volume(_slab(tmp_path / "a.nii.gz")).data
+    npy_only = tmp_path / "npy"
+    npy_only.mkdir()
+    np.save(npy_only / "x.npy", data)
+    mixed = tmp_path / "mixed"
+    _slab(mixed / "a.nii.gz")
+    np.save(mixed / "B.NPY", data[::-1].copy())
+    write_volume(read_volume(mixed / "a.nii.gz"), mixed / "sub" / "series")
+    series = tmp_path / "series"
+    write_volume(read_volume(mixed / "a.nii.gz"), series)
+    for path in (npy_only, mixed, series, mixed / "a.nii.gz"):
+        assert holds_volumes(path) == is_volume_folder(path), path
+    assert holds_volumes(npy_only) and holds_volumes(mixed) and not holds_volumes(series)
+    for folder in (npy_only, mixed):
+        read = read_test_volumes([folder])
+        planned = [read_volume(item.source) for item in plan_folder(folder, tmp_path / "out")]
+        assert [v.name for v in read] == [v.name for v in planned]
+        assert all(np.array_equal(a.data, b.data) for a, b in zip(read, planned))
+    assert len(read_test_volumes([mixed])) == 3
+    # a folder of volumes that holds none is refused, not read as an empty list
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(ValueError, match="empty"):
+        read_test_volumes([tmp_path / "empty"])
+
+
 def test_require_distinct_refuses_what_the_command_refuses(tmp_path, capsys):
     same = [_slab(tmp_path / "x" / "t1.nii.gz"), _slab(tmp_path / "y" / "t1.nii.gz")]
     with pytest.raises(ValueError) as err:

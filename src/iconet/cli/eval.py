@@ -1,6 +1,7 @@
 """``iconet eval DATA ... --models A B ...``: score models on the same volumes, degradation and protocol.
 
-DATA are NIfTI/DICOM volumes or folders of them (``--layout plain``, the default), or BraTS
+DATA are volumes (NIfTI, DICOM, any format ``iconet infer`` reads) or folders of them, told from
+a DICOM series folder and listed by ``iconet infer``'s rule (``--layout plain``, the default), or BraTS
 2021 folders (``--layout brats2021 --contrast t1ce``: ``BraTS2021_*/BraTS2021_*_t1ce.nii.gz``,
 one volume per case, with the case's ``_seg`` labels). Models are built-in peers
 (``bicubic``, ``zerofill``), exported model folders, shipped names, or training runs (their best

@@ -28,9 +28,13 @@ if TYPE_CHECKING:
 
 
 def holds_volumes(path: Path) -> bool:
-    """Whether :func:`read_test_volumes` reads ``path`` as a folder of volumes (it holds NIfTI
-    files or sub-folders) rather than as one volume (a file, a DICOM series folder)."""
-    return path.is_dir() and any(p.suffix in (".gz", ".nii") or p.is_dir() for p in path.iterdir())
+    """Whether :func:`read_test_volumes` reads ``path`` as a folder of volumes rather than as one
+    volume (a file, a DICOM series folder): the rule of ``iconet infer``,
+    :func:`iconet.data.folders.is_volume_folder` (it holds a sub-folder or a file of any format
+    iconet reads)."""
+    from iconet.data.folders import is_volume_folder
+
+    return is_volume_folder(path)
 
 
 def require_distinct(volumes: Sequence[Volume]) -> None:
@@ -46,9 +50,9 @@ def require_distinct(volumes: Sequence[Volume]) -> None:
 
 def read_test_volumes(paths: Sequence[Path], series_uid: str | None = None) -> list[Volume]:
     """The volumes of ``paths``, in their order: a volume file or DICOM series folder gives one;
-    a folder holding NIfTI files or sub-folders gives every volume of it and below
-    (:func:`~iconet.data.layouts.find_cases` ``"plain"``: NIfTI files and DICOM folders, by
-    relative path).
+    a folder of volumes (:func:`holds_volumes`) gives every volume of it and below, the ones
+    ``iconet infer`` would process (:func:`iconet.data.folders.plan_folder`: files of every
+    format iconet reads and DICOM folders, by relative path; one that holds none raises).
 
     Args:
         series_uid: the series to read from a DICOM folder holding several; a folder of volumes
@@ -59,14 +63,14 @@ def read_test_volumes(paths: Sequence[Path], series_uid: str | None = None) -> l
         :func:`require_distinct`.
     """
     from iconet.data.io import read_volume
-    from iconet.data.layouts import find_cases
+    from iconet.data.layouts import VOLUME_FORMATS, find_volumes
 
     vols = []
     for path in paths:
         if holds_volumes(path):
             if series_uid is not None:
                 raise ValueError(f"{path}: series_uid picks a series of one DICOM folder, but this is a folder of volumes")
-            vols += [read_volume(next(iter(c.images.values()))) for c in find_cases(path, "plain")]
+            vols += [read_volume(c.images["image"]) for c in find_volumes(path, VOLUME_FORMATS, layout="plain")]
         else:
             vols.append(read_volume(path, series_uid=series_uid))
     require_distinct(vols)
