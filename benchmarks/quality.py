@@ -74,7 +74,8 @@ PEER_MODELS: dict[str, dict[str, Any]] = {
     "iconet_fast_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
     # iconet_fast_kd's size with a block whose time is dense convolutions and matmuls (issue 21): no
     # large-kernel depth-wise attention, no layer norm before the mixing; at EDSR-baseline's speed in
-    # fp32 and bf16 on this CPU where iconet_fast is not (benchmarks/speed_budget.py --block lean)
+    # fp32 and bf16 on this CPU where iconet_fast is not (benchmarks/speed_budget.py --block lean);
+    # 0.3 dB below iconet_fast_kd with two training seeds, not kept (benchmarks/results/lean_x2)
     "iconet_lean_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True,
                        "spatial_branch": False, "mix_norm": False},
     "edsr": {"name": "edsr"},
