@@ -54,6 +54,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ PEER_MODELS: dict[str, dict[str, Any]] = {
     "iconet_fast_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True},
     # iconet_fast_kd's size with a block whose time is dense convolutions and matmuls (issue 21): no
     # large-kernel depth-wise attention, no layer norm before the mixing; at EDSR-baseline's speed in
-    # fp32 and bf16 on this CPU where iconet_fast is not (benchmarks/speed_budget.py --block lean);
+    # fp32 and bf16 at 256² on this CPU where iconet_fast is not (benchmarks/speed_budget.py --block lean);
     # 0.3 dB below iconet_fast_kd with two training seeds, not kept (benchmarks/results/lean_x2)
     "iconet_lean_kd": {"name": "iconet", "spectral_branch": "rec", "nonnegative": True,
                        "spatial_branch": False, "mix_norm": False},
@@ -334,7 +335,7 @@ def cmd_table(args: argparse.Namespace) -> int:
             continue
         lines += [f"## {g}", "", path.read_text().strip(), ""]
         gathered["groups"][g] = json.loads((args.root / f"eval_{g}" / "summary.json").read_text())
-        leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv", [tuple(p.split(":")) for p in args.pairs])
+        leads = peer_leads(g, args.root / f"eval_{g}" / "per_volume.csv", args.pairs)
         if leads:
             gathered["groups"][g]["leads"] = leads
             lines += [f"Paired differences on the same draws ({g}): each ICONet over each trained peer, and the pairs of "
@@ -350,7 +351,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def peer_leads(group: str, per_volume: Path, extra: list[tuple[str, ...]] = ()) -> list[dict[str, Any]]:
+def peer_leads(group: str, per_volume: Path, extra: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
     """Paired differences of every ICONet run of ``group`` to every trained peer (EDSR-baseline,
     T2Net-style), of each lever's run to the run without it (:data:`LEVER_PAIRS`) and of the
     ``extra`` (model, over) pairs, on the same volumes and draws, read back from the group's
@@ -366,7 +367,7 @@ def peer_leads(group: str, per_volume: Path, extra: list[tuple[str, ...]] = ()) 
     names = {r["model"] for r in rows}
     out = []
     pairs = [(mine, peer) for mine in ("iconet", "iconet_fast", "iconet_fast_kd", "iconet_lean_kd", "iconet_small")
-             for peer in ("edsr", "t2net")] + LEVER_PAIRS + [tuple(x) for x in extra]
+             for peer in ("edsr", "t2net")] + LEVER_PAIRS + list(extra)
     for mine, peer in pairs:
         a, b = (m if m in names else f"{group}_{m}" for m in (mine, peer))
         if a in names and b in names:
@@ -460,6 +461,14 @@ def cmd_input(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pair(text: str) -> tuple[str, str]:
+    """``MODEL:OVER`` → ``(MODEL, OVER)`` for ``table --pairs``."""
+    model, sep, over = text.partition(":")
+    if not (sep and model and over) or ":" in over:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL:OVER")
+    return model, over
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -502,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("table", "input"):
             p.add_argument("--results", type=Path, default=REPO / "benchmarks/results")
         if name == "table":
-            p.add_argument("--pairs", nargs="*", default=[],
+            p.add_argument("--pairs", nargs="*", default=[], type=_pair, metavar="MODEL:OVER",
                            help="more MODEL:OVER pairs (names as in the group's per_volume.csv) to difference")
     args = ap.parse_args(argv)
     return {"train": cmd_train, "export": cmd_export, "score": cmd_score, "table": cmd_table,
